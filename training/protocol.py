@@ -1,0 +1,26 @@
+"""The shared evaluation protocol of DESIGN.md: cutoffs and windows per task."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+#: Reporting cutoffs: every metric is the mean over these three.
+CUTOFFS: dict[str, list[pd.Timestamp]] = {
+    "next_purchase": [pd.Timestamp(d) for d in ("2017-10-02", "2017-11-01", "2017-12-01")],
+    "cross_sell": [pd.Timestamp(d) for d in ("2017-10-02", "2017-11-01", "2017-12-01")],
+    "churn": [pd.Timestamp(d) for d in ("2017-09-01", "2017-10-02", "2017-11-01")],
+    "value": [pd.Timestamp(d) for d in ("2017-07-03", "2017-08-01", "2017-09-01")],
+}
+
+#: A cutoff before the reporting ones, for tuning hyper-parameters (never a reporting cutoff).
+VALIDATION_CUTOFFS: dict[str, pd.Timestamp] = {
+    "next_purchase": pd.Timestamp("2017-09-01"),
+    "cross_sell": pd.Timestamp("2017-09-01"),
+    "churn": pd.Timestamp("2017-08-01"),
+    "value": pd.Timestamp("2017-06-01"),
+}
+
+WINDOWS_DAYS = {"next_purchase": 14, "cross_sell": 28, "churn": 60, "value": 90}
+CHURN_ACTIVE_DAYS = 90
+PARTIAL_CHURN_SHARE = 0.5
+K = 10
