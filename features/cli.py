@@ -1,0 +1,178 @@
+"""`tailor data ...` and `tailor features ...`: load, validate and describe sources; build features."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.config import get_settings
+from features.contract import ContractError, Tables, load_tables, save_tables
+
+logger = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+data_app = typer.Typer(help="Load, validate and describe a data source.", no_args_is_help=True)
+features_app = typer.Typer(help="Build as-of features.", no_args_is_help=True)
+
+SourceOpt = typer.Option("completejourney", "--source", "-s", help="completejourney | synthetic | files")
+PathOpt = typer.Option(None, "--path", help="files source: directory with the CSV/Parquet files")
+MappingOpt = typer.Option(None, "--mapping", help="files source: column mapping file (TOML)")
+
+
+def source_options(source: str, path: Path | None, mapping: Path | None, customers: int | None = None,
+                   products: int | None = None, days: int | None = None, lines: int | None = None,
+                   seed: int | None = None) -> dict:
+    if source == "files":
+        if path is None:
+            raise typer.BadParameter("the files source needs --path DIRECTORY", param_hint="--path")
+        return {"path": path, "mapping": mapping}
+    if source == "synthetic":
+        opts = {"customers": customers, "products": products, "days": days, "lines": lines, "seed": seed}
+        return {k: v for k, v in opts.items() if v is not None}
+    return {}
+
+
+def source_dir(source: str) -> Path:
+    return get_settings().data_dir / "sources" / source
+
+
+def load_for_command(source: str, **options) -> Tables:
+    """Tables of a source: the saved copy from `tailor data load` if any, else loaded fresh."""
+    from features.sources import load_source
+
+    saved = source_dir(source)
+    if saved.exists() and not options:
+        return load_tables(saved)
+    return load_source(source, **options)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+def _summary_table(title: str, summary: dict) -> Table:
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for k, v in summary.items():
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    return table
+
+
+@data_app.command("load")
+def data_load(
+    source: str = SourceOpt,
+    path: Path | None = PathOpt,
+    mapping: Path | None = MappingOpt,
+    customers: int | None = typer.Option(None, help="synthetic: number of customers"),
+    products: int | None = typer.Option(None, help="synthetic: number of products"),
+    days: int | None = typer.Option(None, help="synthetic: number of days"),
+    lines: int | None = typer.Option(None, help="synthetic: target number of line items"),
+    seed: int | None = typer.Option(None, help="synthetic: random seed"),
+) -> None:
+    """Load a source, validate it and save the canonical tables under the data directory.
+
+    A rejected load leaves the previously saved data in place.
+    """
+    from features.sources import load_source
+
+    opts = source_options(source, path, mapping, customers, products, days, lines, seed)
+    t0 = time.perf_counter()
+    with console.status(f"loading {source} ..."):
+        try:
+            tables = load_source(source, **opts)
+            out = save_tables(tables, source_dir(source), {"source": source, "options": {k: str(v) for k, v in opts.items()}})
+        except (ContractError, FileNotFoundError, ValueError) as exc:
+            _fail(exc)
+    console.print(_summary_table(f"{source}: saved to {out}", tables.summary()))
+    for note in tables.notes:
+        console.print(f"  note: {note}")
+    console.print(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+@data_app.command("validate")
+def data_validate(source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt) -> None:
+    """Validate a source against the data contract without saving it."""
+    from features.sources import load_source
+
+    try:
+        tables = load_source(source, **source_options(source, path, mapping))
+    except (ContractError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"[green]valid[/]: {', '.join(tables.present())}")
+    for note in tables.notes:
+        console.print(f"  note: {note}")
+
+
+@data_app.command("describe")
+def data_describe(source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt) -> None:
+    """Describe a source: table sizes, date range, customers, returns, what was excluded."""
+    try:
+        tables = load_for_command(source, **source_options(source, path, mapping))
+    except (ContractError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    tx = tables.transactions
+    summary = tables.summary()
+    summary["net_sales"] = round(float(tx["sales_value"].sum()), 2)
+    summary["lines_per_basket"] = round(len(tx) / max(1, summary["baskets"]), 2)
+    console.print(_summary_table(f"source {source}", summary))
+    for note in tables.notes:
+        console.print(f"  note: {note}")
+
+
+@features_app.command("build")
+def features_build(
+    as_of: str = typer.Option(..., "--as-of", help="cutoff date: only events strictly before it are used"),
+    source: str = SourceOpt,
+    path: Path | None = PathOpt,
+    mapping: Path | None = MappingOpt,
+    out: Path | None = typer.Option(None, "--out", help="output directory (default: DATA_DIR/features/<source>/<date>)"),
+) -> None:
+    """Build every as-of feature table and write them as Parquet."""
+    from rich.progress import Progress
+
+    from features.build import build_all, write_features
+
+    try:
+        cutoff = pd.Timestamp(as_of)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a date: {as_of!r}", param_hint="--as-of") from exc
+    t0 = time.perf_counter()
+    try:
+        tables = load_for_command(source, **source_options(source, path, mapping))
+    except (ContractError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    last = tables.transactions["timestamp"].max()
+    first = tables.transactions["timestamp"].min()
+    if cutoff <= first:
+        _fail(ValueError(f"--as-of {cutoff.date()} is before the first transaction ({first}); nothing to learn from"))
+    steps = ["customers", "demographics", "customer_product", "products"]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("features", total=len(steps))
+
+        def tick(step: str) -> None:
+            progress.update(task, description=f"features: {step}", advance=0 if step == steps[0] else 1)
+
+        frames = build_all(tables, cutoff, progress=tick)
+        progress.update(task, completed=len(steps))
+    out = out or get_settings().data_dir / "features" / source / cutoff.strftime("%Y-%m-%d")
+    write_features(frames, out)
+    table = Table(title=f"features as of {cutoff.date()} -> {out}")
+    table.add_column("frame")
+    table.add_column("rows", justify="right")
+    table.add_column("columns", justify="right")
+    for name, df in frames.items():
+        table.add_row(name, f"{len(df):,}", str(df.shape[1]))
+    console.print(table)
+    if cutoff > last:
+        console.print(f"[yellow]note:[/] cutoff is after the last transaction ({last}); features are as of the end of the data")
+    console.print(f"done in {time.perf_counter() - t0:.1f} s")
+    print(json.dumps({"out": str(out), **{k: len(v) for k, v in frames.items()}}))

@@ -1,0 +1,339 @@
+"""`tailor train | evaluate | predict | models | run`: the data scientist's commands.
+
+Each model family module (``training.next_purchase``, ``training.cross_sell``,
+``training.churn``, ``training.value``) exposes the same functions -- ``default_config``,
+``evaluate_family``, ``fit_family``, ``predict_family`` -- and the constants
+``VALIDATION_METRIC``, ``VALIDATION_GREATER_IS_BETTER`` and ``MODEL_NAME``; this module
+only orchestrates them, so no family is special-cased.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.contract import Tables
+from training.protocol import CUTOFFS, VALIDATION_CUTOFFS
+
+logger = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+FAMILY_MODULES = {
+    "next_purchase": "training.next_purchase",
+    "cross_sell": "training.cross_sell",
+    "churn": "training.churn",
+    "value": "training.value",
+}
+TASK_ALIASES = {"next-purchase": "next_purchase", "cross-sell": "cross_sell"}
+
+models_app = typer.Typer(help="Inspect the registry, promote or roll back champions.", no_args_is_help=True)
+
+
+def family_module(family: str) -> ModuleType:
+    family = TASK_ALIASES.get(family, family)
+    if family not in FAMILY_MODULES:
+        raise typer.BadParameter(
+            f"unknown model family {family!r}; choose one of {', '.join(k.replace('_', '-') for k in FAMILY_MODULES)} or all"
+        )
+    return importlib.import_module(FAMILY_MODULES[family])
+
+
+def parse_families(family: str) -> list[str]:
+    if family == "all":
+        return list(FAMILY_MODULES)
+    fam = TASK_ALIASES.get(family, family)
+    family_module(fam)
+    return [fam]
+
+
+def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a date: {value!r}", param_hint=what) from exc
+
+
+def default_as_of(tables: Tables) -> pd.Timestamp:
+    """The day after the last transaction: production models use all the data."""
+    return tables.transactions["timestamp"].max().normalize() + pd.Timedelta(days=1)
+
+
+def _load(source: str, path: Path | None = None) -> Tables:
+    from features.cli import load_for_command, source_options
+
+    with console.status(f"loading {source} ..."):
+        return load_for_command(source, **source_options(source, path, None))
+
+
+def primary_model(mod: ModuleType, evaluation: pd.DataFrame) -> str:
+    name = getattr(mod, "MODEL_NAME", None)
+    if name is not None:
+        return name
+    return str(evaluation["model"].iloc[0])
+
+
+def validation_value(mod: ModuleType, evaluation: pd.DataFrame) -> float:
+    model = primary_model(mod, evaluation)
+    rows = evaluation[(evaluation["model"] == model) & (evaluation["metric"] == mod.VALIDATION_METRIC)]
+    if rows.empty:
+        raise RuntimeError(f"evaluation has no {mod.VALIDATION_METRIC} for model {model}")
+    return float(rows["value"].mean())
+
+
+def train_family(family: str, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True) -> dict:
+    """Validate, fit, log, register and (if better) promote one family. Returns a summary dict."""
+    from training import tracking
+
+    mod = family_module(family)
+    config = mod.default_config()
+    t0 = time.perf_counter()
+    val_cut = VALIDATION_CUTOFFS[family]
+    evaluation = mod.evaluate_family(tables, cutoffs=[val_cut], config=config)
+    val = validation_value(mod, evaluation)
+    t_val = time.perf_counter() - t0
+    model = mod.fit_family(tables, as_of, config=config)
+    predictions = mod.predict_family(model, tables, as_of)
+    t_fit = time.perf_counter() - t0 - t_val
+    figures = mod.figures(model) if hasattr(mod, "figures") else {}
+    features = list(getattr(model, "feature_names_", []) or [])
+    run_id, version = tracking.log_family_run(
+        family, model, predictions,
+        cutoff=as_of, config=config, evaluation=evaluation,
+        validation_metric=mod.VALIDATION_METRIC, validation_value=val,
+        feature_names=features, fingerprint=tracking.data_fingerprint(tables),
+        figures=figures, register=register,
+    )
+    promoted, why = (False, "not registered")
+    if version is not None:
+        promoted, why = tracking.promote_if_better(
+            family, version, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force
+        )
+    return {
+        "family": family, "version": version, "validation_metric": mod.VALIDATION_METRIC,
+        "validation_value": val, "promoted": promoted, "decision": why, "run_id": run_id,
+        "seconds_validate": t_val, "seconds_fit": t_fit, "seconds": time.perf_counter() - t0,
+        "rows_predicted": len(predictions),
+    }
+
+
+def train(
+    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all"),
+    as_of: str | None = typer.Option(None, "--as-of", help="train on data before this date (default: all data)"),
+    source: str = typer.Option("completejourney", "--source", "-s"),
+    path: Path | None = typer.Option(None, "--path", help="files source directory"),
+    force: bool = typer.Option(False, "--force", help="make the new version champion even if it is not better"),
+) -> None:
+    """Train model families, log them to MLflow, register them and promote the better ones."""
+    families = parse_families(family)
+    tables = _load(source, path)
+    cutoff = parse_date(as_of) or default_as_of(tables)
+    results = []
+    for fam in families:
+        with console.status(f"training {fam} (validation at {VALIDATION_CUTOFFS[fam].date()}, fit as of {cutoff.date()}) ..."):
+            res = train_family(fam, tables, cutoff, force=force)
+        console.print(f"[bold]{fam}[/]: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f} -> {res['decision']} ({res['seconds']:.0f} s)")
+        results.append(res)
+    table = Table(title=f"training as of {cutoff.date()}")
+    for col in ("family", "version", "metric", "value", "decision", "seconds"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r["family"], str(r["version"]), r["validation_metric"], f"{r['validation_value']:.4f}", r["decision"], f"{r['seconds']:.0f}")
+    console.print(table)
+
+
+def evaluation_table(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """Wide table: one row per (family, model, metric), one column per cutoff, plus the mean."""
+    ev = evaluation.copy()
+    ev["cutoff"] = pd.to_datetime(ev["cutoff"]).dt.strftime("%Y-%m-%d")
+    wide = ev.pivot_table(index=["family", "metric", "model"], columns="cutoff", values="value", aggfunc="mean")
+    wide["mean"] = wide.mean(axis=1)
+    return wide.reset_index()
+
+
+def print_evaluation(wide: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for col in wide.columns:
+        table.add_column(str(col), justify="right" if col not in ("family", "metric", "model") else "left")
+    for row in wide.itertuples(index=False):
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    Console().print(table)
+
+
+def evaluate(
+    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all"),
+    source: str = typer.Option("completejourney", "--source", "-s"),
+    path: Path | None = typer.Option(None, "--path"),
+    out: Path | None = typer.Option(None, "--out", help="also write the long table (CSV or Parquet)"),
+    log: bool = typer.Option(True, "--log/--no-log", help="log the table to MLflow"),
+) -> None:
+    """Each model vs each baseline, per metric and cutoff, plus the mean (DESIGN.md protocol)."""
+    families = parse_families(family)
+    tables = _load(source, path)
+    frames = []
+    for fam in families:
+        mod = family_module(fam)
+        t0 = time.perf_counter()
+        with console.status(f"evaluating {fam} at {', '.join(str(c.date()) for c in CUTOFFS[fam])} ..."):
+            ev = mod.evaluate_family(tables, cutoffs=CUTOFFS[fam], config=mod.default_config())
+        console.print(f"{fam}: evaluated in {time.perf_counter() - t0:.0f} s")
+        frames.append(ev)
+        print_evaluation(evaluation_table(ev), f"{fam}: model vs baselines")
+    evaluation = pd.concat(frames, ignore_index=True)
+    if out is not None:
+        write_frame(evaluation, out)
+    if log:
+        import mlflow
+
+        from training import tracking
+
+        for fam, ev in evaluation.groupby("family"):
+            with mlflow.start_run(experiment_id=tracking.experiment_id(f"tailor-{fam}"), run_name=f"evaluate-{fam}"):
+                mlflow.set_tag("kind", "evaluation")
+                mlflow.set_tag("data_fingerprint", tracking.data_fingerprint(tables))
+                tracking.log_evaluation(ev)
+
+
+def write_frame(df: pd.DataFrame, out: Path) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    elif suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        raise typer.BadParameter(f"unsupported output {out.name!r}: use .parquet or .csv", param_hint="--out")
+
+
+PREDICT_COLUMNS = {
+    "next_purchase": ["customer_id", "product_id", "rank", "score"],
+    "cross_sell": ["customer_id", "product_id", "rank", "score"],
+    "churn": ["customer_id", "churn_probability", "partial_churn_probability"],
+    "value": ["customer_id", "expected_spend_90d", "clv_1y", "p_alive", "tier"],
+}
+
+
+def predict(
+    task: str = typer.Argument(..., help="next-purchase | cross-sell | churn | value"),
+    as_of: str = typer.Option(..., "--as-of", help="train strictly on data before this date, predict as of it"),
+    out: Path = typer.Option(..., "--out", help="output file: .parquet or .csv"),
+    k: int = typer.Option(10, "--k", min=1, max=200, help="list length for next-purchase and cross-sell"),
+    source: str = typer.Option("completejourney", "--source", "-s"),
+    path: Path | None = typer.Option(None, "--path"),
+) -> None:
+    """Train on data before DATE and write predictions as of DATE."""
+    fam = TASK_ALIASES.get(task, task)
+    if fam not in PREDICT_COLUMNS:
+        raise typer.BadParameter(f"unknown task {task!r}; choose next-purchase, cross-sell, churn or value")
+    if Path(out).suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint="--out")
+    cutoff = parse_date(as_of)
+    mod = family_module(fam)
+    tables = _load(source, path)
+    first = tables.transactions["timestamp"].min()
+    if cutoff <= first + pd.Timedelta(days=28):
+        raise typer.BadParameter(f"--as-of {cutoff.date()} leaves too little history (data starts {first.date()})")
+    t0 = time.perf_counter()
+    with console.status(f"fitting {fam} on data before {cutoff.date()} ..."):
+        model = mod.fit_family(tables, cutoff, config=mod.default_config())
+        kwargs = {"k": k} if fam in ("next_purchase", "cross_sell") else {}
+        pred = mod.predict_family(model, tables, cutoff, **kwargs)
+    cols = PREDICT_COLUMNS[fam] + [c for c in pred.columns if c not in PREDICT_COLUMNS[fam]]
+    pred = pred[cols]
+    if fam in ("next_purchase", "cross_sell"):
+        pred = pred.sort_values(["customer_id", "rank"]).reset_index(drop=True)
+    else:
+        pred = pred.sort_values("customer_id").reset_index(drop=True)
+    for c in pred.columns:  # lists (reasons) are written as text so CSV and Parquet agree
+        if pred[c].dtype == object and len(pred) and isinstance(pred[c].iloc[0], list | tuple):
+            pred[c] = pred[c].map(lambda v: "; ".join(map(str, v)))
+    write_frame(pred, out)
+    console.print(f"{fam}: {len(pred):,} rows for {pred['customer_id'].nunique():,} customers -> {out} ({time.perf_counter() - t0:.0f} s)")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered versions of every family, with their validation value and the champion."""
+    from training import tracking
+
+    for fam in FAMILY_MODULES:
+        df = tracking.list_versions(fam)
+        console.print(f"[bold]{tracking.model_name(fam)}[/]")
+        console.print(df.to_string(index=False) if len(df) else "  (no versions)")
+
+
+@models_app.command("promote")
+def models_promote(
+    family: str = typer.Argument(...),
+    version: str = typer.Argument(...),
+    force: bool = typer.Option(False, "--force"),
+) -> None:
+    """Move `champion` to VERSION if it beats the current champion (or --force)."""
+    from training import tracking
+
+    fam = TASK_ALIASES.get(family, family)
+    mod = family_module(fam)
+    ok, why = tracking.promote_if_better(fam, version, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force)
+    console.print(why)
+    if not ok:
+        raise typer.Exit(code=1)
+
+
+@models_app.command("rollback")
+def models_rollback(family: str = typer.Argument(...)) -> None:
+    """Move `champion` back to the previous champion."""
+    from training import tracking
+
+    fam = TASK_ALIASES.get(family, family)
+    try:
+        v = tracking.rollback(fam)
+    except tracking.NoChampionError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from exc
+    console.print(f"{tracking.model_name(fam)}: champion is v{v} again")
+
+
+def run(
+    port: int = typer.Option(3000, "--port"),
+    source: str = typer.Option("completejourney", "--source", "-s"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="start the offer service at the end"),
+) -> None:
+    """The main job: load the source, build features, train + register every family, serve offers."""
+    from features.build import build_all, write_features
+    from features.cli import source_dir
+    from features.config import get_settings
+    from features.contract import save_tables
+    from features.sources import load_source
+
+    t0 = time.perf_counter()
+    with console.status(f"loading {source} ..."):
+        tables = load_source(source)
+        save_tables(tables, source_dir(source), {"source": source})
+    console.print(f"[green]1/4[/] loaded {source}: {len(tables.transactions):,} line items, "
+                  f"{tables.transactions['customer_id'].nunique():,} customers")
+    as_of = default_as_of(tables)
+    with console.status(f"building features as of {as_of.date()} ..."):
+        frames = build_all(tables, as_of)
+        out = get_settings().data_dir / "features" / source / as_of.strftime("%Y-%m-%d")
+        write_features(frames, out)
+    console.print(f"[green]2/4[/] features as of {as_of.date()} -> {out}")
+    for fam in FAMILY_MODULES:
+        with console.status(f"training {fam} ..."):
+            res = train_family(fam, tables, as_of)
+        console.print(f"[green]3/4[/] {fam}: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f}, {res['decision']}")
+    console.print(f"main job done in {time.perf_counter() - t0:.0f} s")
+    if serve:
+        from serving import cli as serving_cli
+
+        console.print(f"[green]4/4[/] starting the offer service on http://127.0.0.1:{port} (Ctrl-C stops it)")
+        serving_cli.serve(port=port, rebuild=True, source=source)
