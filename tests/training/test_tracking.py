@@ -1,0 +1,95 @@
+"""The registry flow against a temporary MLflow store: register, promote only if better, rollback."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.contract import Tables
+
+
+class TinyModel:
+    """A fitted 'model' of our own: a constant list per customer."""
+
+    def __init__(self, items):
+        self.items = items
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from training import tracking
+
+    uri = tracking.configure()
+    assert uri.startswith("sqlite:///") and str(tmp_path) in uri
+    return tracking
+
+
+def _tables():
+    tx = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2], "basket_id": [10, 11, 12], "product_id": [5, 6, 5], "store_id": [1, 1, 1],
+            "timestamp": pd.to_datetime(["2017-01-01", "2017-01-05", "2017-01-03"]),
+            "quantity": [1.0, 1.0, 1.0], "sales_value": [2.0, 3.0, 2.0],
+            "retail_discount": [0.0, 0.0, 0.0], "coupon_discount": [0.0, 0.0, 0.0],
+        }
+    )
+    return Tables(transactions=tx)
+
+
+def _log(tracking, value, items):
+    preds = pd.DataFrame({"customer_id": [1, 1, 2], "product_id": items + [items[0]], "rank": [1, 2, 1], "score": [0.9, 0.5, 0.8]})
+    return tracking.log_family_run(
+        "next_purchase", TinyModel(items), preds, cutoff="2017-02-01", config={"k": 10},
+        evaluation=pd.DataFrame({"family": ["next_purchase"] * 2, "model": ["m", "baseline"], "cutoff": ["2017-01-20"] * 2,
+                                 "metric": ["ndcg@10"] * 2, "value": [value, 0.1]}),
+        validation_metric="ndcg@10", validation_value=value, feature_names=["a", "b"],
+        fingerprint=tracking.data_fingerprint(_tables()),
+    )
+
+
+def test_register_promote_only_if_better_and_rollback(store):
+    tracking = store
+    with pytest.raises(tracking.NoChampionError, match="no 'champion' version"):
+        tracking.load_champion("next_purchase")
+    _, v1 = _log(tracking, 0.30, [5, 6])
+    ok, why = tracking.promote_if_better("next_purchase", v1)
+    assert ok and "first champion" in why
+    _, v2 = _log(tracking, 0.25, [6, 5])
+    ok, why = tracking.promote_if_better("next_purchase", v2)
+    assert not ok and "does not beat" in why
+    assert tracking.current_champion("next_purchase") == v1
+    _, v3 = _log(tracking, 0.35, [7, 5])
+    ok, _ = tracking.promote_if_better("next_purchase", v3)
+    assert ok and tracking.current_champion("next_purchase") == v3
+    model, version = tracking.load_champion("next_purchase")
+    assert version == v3 and model.items == [7, 5]
+    # the logged pyfunc answers for the customers asked
+    wrapper, _ = tracking.load_champion_wrapper("next_purchase")
+    out = wrapper.predict(None, pd.DataFrame({"customer_id": [2]}))
+    assert out["customer_id"].tolist() == [2]
+    assert tracking.rollback("next_purchase") == v1
+    assert tracking.current_champion("next_purchase") == v1
+    with pytest.raises(tracking.NoChampionError, match="no previous champion"):
+        tracking.rollback("next_purchase")
+    # force overrides the comparison
+    ok, why = tracking.promote_if_better("next_purchase", v2, force=True)
+    assert ok and "forced" in why
+    versions = tracking.list_versions("next_purchase")
+    assert versions["version"].tolist() == [1, 2, 3]
+    assert versions.loc[versions["champion"], "version"].tolist() == [int(v2)]
+
+
+def test_lower_is_better_metric(store):
+    tracking = store
+    _, v1 = _log(tracking, 100.0, [5, 6])
+    tracking.promote_if_better("next_purchase", v1, greater_is_better=False)
+    _, v2 = _log(tracking, 90.0, [5, 6])
+    ok, _ = tracking.promote_if_better("next_purchase", v2, greater_is_better=False)
+    assert ok
+
+
+def test_unknown_family(store):
+    with pytest.raises(ValueError, match="unknown model family"):
+        store.model_name("bogus")
