@@ -16,6 +16,20 @@ Definitions
   purchase days (several baskets on one day are one visit).
 * Windows are the last N days before the cutoff: ``spend_30d`` covers [T-30d, T),
   ``spend_prev_60d`` covers [T-120d, T-60d).
+* ``spend_trend`` = (spend_60d + 10) / (spend_prev_60d + 10), negative spends floored at
+  0: 1 = steady, above 1 growing. The prior (:data:`SPEND_TREND_PRIOR`) keeps small
+  spends from giving huge ratios.
+* Basket size is sale lines per basket; basket value is sale value per basket.
+* Shares (``dept_share__*``, ``top_category_share`` = share of the customer's largest
+  category, ``private_share`` among products with a known brand) are of sale value.
+  ``discount_share`` / ``coupon_share``: retail / coupon discount over gross (paid +
+  discounts); ``deal_line_share``: share of sale lines bought with any discount.
+* Campaigns: ``campaigns_targeted`` counts campaigns started before the cutoff that
+  targeted the customer (NaN without the campaigns table: targets cannot be dated);
+  ``redemption_rate`` = targeted campaigns with a redemption / campaigns targeted.
+* Habits per basket: ``store_loyalty`` (share in the customer's top store),
+  ``weekend_share``, ``hour_mean``, ``dow_mode`` (0 = Monday; ties -> earliest day).
+* ``return_value`` is the absolute value of returned lines.
 """
 
 from __future__ import annotations
@@ -254,12 +268,21 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
         k = max(len(labels), 1)
         pcode = code[pairs["prod"]]
         ok = pcode >= 0
-        uniq = np.unique(pc[ok] * k + pcode[ok])
+        uniq, inv = np.unique(pc[ok] * k + pcode[ok], return_inverse=True)
         cols[name] = np.bincount(uniq // k, minlength=n)[has].astype("float64")
+        if attr == "category":  # concentration: spend share of the customer's first category
+            spend = np.bincount(inv, weights=pairs["value"][ok], minlength=len(uniq))
+            top_cat = np.zeros(n)
+            np.maximum.at(top_cat, uniq // k, spend)
+            cols["top_category_share"] = top_cat
 
     sale = hist.sale
     s_cust, s_val, s_prod = hist.cust_code[sale], hist.value[sale], hist.prod_code[sale]
     sale_spend = np.bincount(s_cust, weights=s_val, minlength=n)
+    if "top_category_share" in cols:
+        cols["top_category_share"] = safe_div(cols["top_category_share"], sale_spend)[has]
+    else:
+        cols["top_category_share"] = np.full(len(ids), np.nan)
     dept = hist.product_attribute(products, "department")
     for d in globals_["departments"]:
         in_d = (dept == d)[s_prod]
@@ -280,6 +303,10 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
     gross = sale_spend + np.bincount(s_cust, weights=rd + cd, minlength=n)
     cols["discount_share"] = safe_div(np.bincount(s_cust, weights=rd, minlength=n), gross)[has]
     cols["coupon_share"] = safe_div(np.bincount(s_cust, weights=cd, minlength=n), gross)[has]
+    deal = (rd > 0) | (cd > 0)
+    cols["deal_line_share"] = safe_div(
+        np.bincount(s_cust[deal], minlength=n), np.bincount(s_cust, minlength=n)
+    )[has]
 
     # store loyalty
     sk = bc * max(hist.n_stores, 1) + hist.b_store
@@ -296,7 +323,7 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
     hour = (hist.b_ts - day * (86_400 * 10**9)) / 3.6e12
     cols["hour_mean"] = np.bincount(bc, weights=hour, minlength=n)[has] / freq
     dow_counts = np.bincount(bc * 7 + dow, minlength=n * 7).reshape(n, 7)
-    cols["dow_mode"] = dow_counts.argmax(axis=1)[has].astype("float64")
+    cols["dow_mode"] = dow_counts.argmax(axis=1)[has].astype("int8")
 
     # returns
     ret = hist.is_return
@@ -333,9 +360,11 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
     ]
     order += [c for c in out.columns if c.startswith("dept_share__")]
     order += [
+        "top_category_share",
         "private_share",
         "discount_share",
         "coupon_share",
+        "deal_line_share",
         "campaigns_targeted",
         "campaigns_redeemed",
         "coupons_redeemed",

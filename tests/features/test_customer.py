@@ -60,6 +60,8 @@ def test_baskets_breadth_and_needs(feats):
     assert c1.private_share == pytest.approx(7 / 20)
     assert c1.discount_share == pytest.approx(1.5 / 22)
     assert c1.coupon_share == pytest.approx(0.5 / 22)
+    assert c1.deal_line_share == pytest.approx(3 / 7)
+    assert c1.top_category_share == pytest.approx(7 / 20)  # FRUIT
     c2 = feats.loc[2]
     assert c2.basket_size_mean == 2 and c2.dept_share__grocery == 1.0 and c2.private_share == 0.0
 
