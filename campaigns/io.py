@@ -1,0 +1,284 @@
+"""Inputs for campaign analysis: CSV / Parquet tables and the serving event log (SQLite).
+
+The event log written by the offer service has two tables::
+
+    exposures(request_id, ts, customer_id, experiment, arm, product_id, rank, kind, score, discount)
+    events(event_id, request_id, ts, customer_id, product_id, type, value)
+        -- type in viewed | clicked | redeemed | purchased
+
+:func:`read_event_log` turns it into one row per (experiment, customer), the unit of
+randomisation, ready for :func:`campaigns.analysis.analyze`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from campaigns.analysis import CampaignDataError
+
+logger = logging.getLogger(__name__)
+
+EVENT_LOG_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+EVENT_LOG_METRICS = ("click", "conversion", "spend")
+
+_EXPOSURE_COLUMNS = ("request_id", "ts", "customer_id", "experiment", "arm")
+_EVENT_COLUMNS = ("request_id", "ts", "customer_id", "type")
+
+
+def is_event_log(path: str | Path) -> bool:
+    """Whether ``path`` names an SQLite event log (by suffix)."""
+    return Path(path).suffix.lower() in EVENT_LOG_SUFFIXES
+
+
+def read_input(
+    path: str | Path, experiment: str | None = None, window_days: float | None = None
+) -> pd.DataFrame:
+    """Read a per-customer table (CSV / Parquet) or an event log (``.sqlite``/``.db``).
+
+    Parameters
+    ----------
+    path : str or Path
+        Input file.
+    experiment : str, optional
+        Keep only this experiment. Required for an event log holding several experiments;
+        for a table it filters on an ``experiment`` column.
+    window_days : float, optional
+        Event log only: count outcomes within this many days of a customer's first exposure.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per customer.
+
+    Raises
+    ------
+    CampaignDataError
+        Unknown file type, missing file, several experiments without ``experiment``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CampaignDataError(f"input file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in EVENT_LOG_SUFFIXES:
+        df = read_event_log(path, experiment=experiment, window_days=window_days)
+        found = sorted(df["experiment"].unique())
+        if len(found) > 1:
+            raise CampaignDataError(
+                f"the event log holds {len(found)} experiments {found}: pick one with --experiment"
+            )
+        return df
+    if suffix == ".csv":
+        df = pd.read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+    else:
+        raise CampaignDataError(
+            f"cannot read {path.name!r}: expected one of {TABLE_SUFFIXES + EVENT_LOG_SUFFIXES}"
+        )
+    if experiment is not None:
+        if "experiment" not in df.columns:
+            raise CampaignDataError(
+                f"--experiment given but {path.name!r} has no 'experiment' column"
+            )
+        present = sorted(df["experiment"].astype(str).unique())
+        df = df[df["experiment"].astype(str) == experiment]
+        if df.empty:
+            raise CampaignDataError(
+                f"experiment {experiment!r} not in {path.name!r}; experiments are {present}"
+            )
+    return df
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise CampaignDataError(f"event log {str(path)!r} does not exist")
+    # mode=rw: never create an empty database by accident; only SELECTs are run.
+    return sqlite3.connect(f"file:{path.absolute()}?mode=rw", uri=True)
+
+
+def _columns(con: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in con.execute(f"PRAGMA table_info({table})").fetchall()]
+
+
+def _parse_ts(s: pd.Series) -> pd.Series:
+    return pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce").dt.tz_convert(None)
+
+
+def read_event_log(
+    path: str | Path, experiment: str | None = None, window_days: float | None = None
+) -> pd.DataFrame:
+    """One row per (experiment, customer) from the serving event log.
+
+    A customer's arm is the arm of their first exposure in the experiment (intention to
+    treat); customers seen in several arms are kept in the first and counted in ``n_arms``.
+    An event counts for (experiment, customer) when it is that customer's and either happens
+    at or after their first exposure, or carries a ``request_id`` the experiment exposed. This
+    also credits control customers' purchases made without any offer request.
+
+    Parameters
+    ----------
+    path : str or Path
+        SQLite file with ``exposures`` and ``events`` tables.
+    experiment : str, optional
+        Keep one experiment (default: all, with an ``experiment`` column to tell them apart).
+    window_days : float, optional
+        Count only events before ``first exposure + window_days``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``experiment, customer_id, arm, first_exposure, date, n_arms, n_exposures,
+        click, conversion, spend, discount_cost``: ``click`` = any click, ``conversion`` = any
+        purchase or redemption, ``spend`` = summed value of purchases, ``discount_cost`` =
+        summed ``discount`` of the exposures whose offer was redeemed (matched on request and
+        product, else on the customer's latest exposure of that product), best effort.
+
+    Raises
+    ------
+    CampaignDataError
+        Missing file, tables or columns; unknown experiment.
+    """
+    path = Path(path)
+    con = _connect(path)
+    try:
+        tables = {
+            r[0]
+            for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
+        }
+        for table, cols in (("exposures", _EXPOSURE_COLUMNS), ("events", _EVENT_COLUMNS)):
+            if table not in tables:
+                raise CampaignDataError(
+                    f"{path.name!r} is not an event log: table {table!r} is missing (found {sorted(tables)})"
+                )
+            have = _columns(con, table)
+            missing = [c for c in cols if c not in have]
+            if missing:
+                raise CampaignDataError(f"event log table {table!r} lacks column(s) {missing}")
+        exp_cols = _columns(con, "exposures")
+        ev_cols = _columns(con, "events")
+        want_exp = [c for c in (*_EXPOSURE_COLUMNS, "product_id", "discount") if c in exp_cols]
+        want_ev = [c for c in (*_EVENT_COLUMNS, "product_id", "value") if c in ev_cols]
+        where, params = "", ()
+        if experiment is not None:
+            where, params = " WHERE experiment = ?", (experiment,)
+        exposures = pd.read_sql_query(
+            f"SELECT {', '.join(want_exp)} FROM exposures{where}", con, params=params
+        )
+        if experiment is not None and exposures.empty:
+            found = [
+                r[0] for r in con.execute("SELECT DISTINCT experiment FROM exposures ORDER BY 1")
+            ]
+            raise CampaignDataError(
+                f"experiment {experiment!r} not in the event log; experiments are {found}"
+            )
+        ev_where = f" WHERE customer_id IN (SELECT customer_id FROM exposures{where})"
+        events = pd.read_sql_query(
+            f"SELECT {', '.join(want_ev)} FROM events{ev_where}", con, params=params
+        )
+    finally:
+        con.close()
+
+    out_cols = [
+        "experiment",
+        "customer_id",
+        "arm",
+        "first_exposure",
+        "date",
+        "n_arms",
+        "n_exposures",
+        *EVENT_LOG_METRICS,
+        "discount_cost",
+    ]
+    if exposures.empty:
+        logger.warning("event log %s has no exposures", path)
+        return pd.DataFrame(columns=out_cols)
+
+    exposures["ts"] = _parse_ts(exposures["ts"])
+    exposures["arm"] = exposures["arm"].astype(str)
+    exposures = exposures.sort_values(["experiment", "customer_id", "ts"], kind="stable")
+    key = ["experiment", "customer_id"]
+    g = exposures.groupby(key, sort=True)
+    units = g.agg(
+        arm=("arm", "first"),
+        first_exposure=("ts", "min"),
+        n_arms=("arm", "nunique"),
+        n_exposures=("arm", "size"),
+    ).reset_index()
+    switched = int((units["n_arms"] > 1).sum())
+    if switched:
+        logger.warning(
+            "%d customers were exposed in more than one arm; each is kept in their first arm",
+            switched,
+        )
+
+    events["ts"] = _parse_ts(events["ts"])
+    ev = events.reset_index(names="_event").merge(
+        units[[*key, "first_exposure"]], on="customer_id", how="inner"
+    )
+    req = exposures[["request_id", "experiment"]].dropna().drop_duplicates()
+    req["_via_request"] = True
+    ev = ev.merge(req, on=["request_id", "experiment"], how="left")
+    via = ev["_via_request"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    after = (ev["ts"] >= ev["first_exposure"]).fillna(False).to_numpy(dtype=bool)
+    keep = via | after
+    if window_days is not None:
+        limit = ev["first_exposure"] + pd.Timedelta(days=window_days)
+        keep &= (ev["ts"] < limit).to_numpy(dtype=bool) | (ev["ts"].isna().to_numpy() & via)
+    ev = ev[keep]
+
+    typ = ev["type"].astype(str).str.lower()
+    value = (
+        ev["value"].astype(float).fillna(0.0) if "value" in ev else pd.Series(0.0, index=ev.index)
+    )
+    ev = ev.assign(
+        _click=(typ == "clicked").astype(float),
+        _conv=typ.isin(["purchased", "redeemed"]).astype(float),
+        _spend=np.where(typ == "purchased", value, 0.0),
+    )
+    agg = (
+        ev.groupby(key)
+        .agg(click=("_click", "max"), conversion=("_conv", "max"), spend=("_spend", "sum"))
+        .reset_index()
+    )
+    units = units.merge(agg, on=key, how="left")
+    for col in EVENT_LOG_METRICS:
+        units[col] = units[col].fillna(0.0).astype(float)
+
+    units["discount_cost"] = 0.0
+    if "discount" in exposures and "product_id" in exposures and "product_id" in ev:
+        red = ev[typ == "redeemed"][["_event", *key, "request_id", "product_id"]]
+        if not red.empty:
+            units = _add_discount_cost(units, red, exposures, key)
+
+    units["date"] = units["first_exposure"].dt.normalize()
+    return units[out_cols].sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def _add_discount_cost(
+    units: pd.DataFrame, red: pd.DataFrame, exposures: pd.DataFrame, key: list[str]
+) -> pd.DataFrame:
+    exp = exposures.dropna(subset=["discount"])
+    by_req = (
+        exp.groupby(["experiment", "request_id", "product_id"])["discount"]
+        .max()
+        .rename("_d_req")
+        .reset_index()
+    )
+    # Fallback for redemptions without the request id: the customer's latest exposure of that product.
+    by_cust = exp.groupby([*key, "product_id"])["discount"].last().rename("_d_cust").reset_index()
+    m = red.merge(by_req, on=["experiment", "request_id", "product_id"], how="left")
+    m = m.merge(by_cust, on=[*key, "product_id"], how="left")
+    m["_d"] = m["_d_req"].fillna(m["_d_cust"]).fillna(0.0)
+    unmatched = int((m["_d_req"].isna() & m["_d_cust"].isna()).sum())
+    if unmatched:
+        logger.warning("%d redemptions match no exposure with a discount; counted as 0", unmatched)
+    cost = m.drop_duplicates("_event").groupby(key)["_d"].sum().rename("_cost").reset_index()
+    units = units.merge(cost, on=key, how="left")
+    units["discount_cost"] = units["_cost"].fillna(0.0)
+    return units.drop(columns="_cost")

@@ -1,0 +1,120 @@
+"""read_event_log / read_input on a small SQLite log and on CSV / Parquet files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from campaign_event_log import make_event_log
+
+from campaigns.analysis import CampaignDataError
+from campaigns.io import read_event_log, read_input
+
+
+@pytest.fixture
+def log_path(tmp_path):
+    return make_event_log(tmp_path / "events.sqlite")
+
+
+def test_one_row_per_experiment_and_customer(log_path):
+    df = read_event_log(log_path)
+    assert list(zip(df.experiment, df.customer_id, strict=True)) == [
+        ("exp1", 1),
+        ("exp1", 2),
+        ("exp1", 3),
+        ("exp1", 4),
+        ("exp2", 1),
+    ]
+    e1 = df[df.experiment == "exp1"].set_index("customer_id")
+    assert list(e1.arm) == ["control", "offer", "offer", "control"]
+    # customer 1: purchase before exposure ignored; 20 (no request id) + 5 later both after exposure
+    assert e1.loc[1, ["click", "conversion", "spend", "discount_cost"]].tolist() == [
+        0,
+        1,
+        25.0,
+        0.0,
+    ]
+    # customer 2: click, redemption (discount 2.0 of product 100 in r2), purchase 10
+    assert e1.loc[2, ["click", "conversion", "spend", "discount_cost"]].tolist() == [
+        1,
+        1,
+        10.0,
+        2.0,
+    ]
+    # customer 3: redemption without request id -> discount of the customer's exposure of product 101
+    assert e1.loc[3, ["click", "conversion", "spend", "discount_cost"]].tolist() == [0, 1, 0.0, 1.5]
+    # customer 4: first arm kept, the switch is counted
+    assert e1.loc[4, "arm"] == "control" and e1.loc[4, "n_arms"] == 2 and e1.loc[4, "click"] == 1
+    assert e1.loc[2, "n_exposures"] == 2
+    assert e1.loc[2, "first_exposure"] == pd.Timestamp("2024-01-01 09:00")
+    assert e1.loc[3, "date"] == pd.Timestamp("2024-01-02")
+    e2 = df[df.experiment == "exp2"].iloc[0]
+    assert e2.arm == "B" and e2.spend == 5.0 and e2.conversion == 1
+
+
+def test_experiment_filter_and_window(log_path):
+    df = read_event_log(log_path, experiment="exp1", window_days=7)
+    assert set(df.experiment) == {"exp1"} and len(df) == 4
+    assert (
+        df.set_index("customer_id").loc[1, "spend"] == 20.0
+    )  # the February purchase is outside 7 days
+
+
+def test_unknown_experiment_lists_the_known_ones(log_path):
+    with pytest.raises(
+        CampaignDataError,
+        match="experiment 'exp9' not in the event log; experiments are \\['exp1', 'exp2'\\]",
+    ):
+        read_event_log(log_path, experiment="exp9")
+
+
+def test_read_input_needs_experiment_when_several(log_path):
+    with pytest.raises(
+        CampaignDataError, match="holds 2 experiments .* pick one with --experiment"
+    ):
+        read_input(log_path)
+    assert len(read_input(log_path, experiment="exp1")) == 4
+
+
+def test_not_an_event_log(tmp_path):
+    p = tmp_path / "other.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE exposures(request_id TEXT, ts TEXT, customer_id INTEGER, arm TEXT)")
+    con.execute("CREATE TABLE events(request_id TEXT, ts TEXT, customer_id INTEGER, type TEXT)")
+    con.commit()
+    with pytest.raises(
+        CampaignDataError, match="table 'exposures' lacks column\\(s\\) \\['experiment'\\]"
+    ):
+        read_event_log(p)
+    con.execute("DROP TABLE events")
+    con.execute("ALTER TABLE exposures ADD COLUMN experiment TEXT")
+    con.commit()
+    con.close()
+    with pytest.raises(CampaignDataError, match="table 'events' is missing"):
+        read_event_log(p)
+    with pytest.raises(CampaignDataError, match="does not exist"):
+        read_event_log(tmp_path / "nope.sqlite")
+    assert not (tmp_path / "nope.sqlite").exists()  # no empty database created
+
+
+def test_read_input_tables(tmp_path):
+    df = pd.DataFrame({"arm": ["a", "b"], "y": [1.0, 0.0], "experiment": ["x", "y"]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_input(tmp_path / "t.csv"), df)
+    pd.testing.assert_frame_equal(read_input(tmp_path / "t.parquet"), df)
+    assert read_input(tmp_path / "t.csv", experiment="y")["arm"].tolist() == ["b"]
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(CampaignDataError, match="cannot read 't.xlsx'"):
+        read_input(tmp_path / "t.xlsx")
+    with pytest.raises(CampaignDataError, match="does not exist"):
+        read_input(tmp_path / "missing.csv")
+
+
+def test_empty_experiment_log(tmp_path):
+    p = make_event_log(tmp_path / "empty.sqlite", exposures=[], events=[])
+    df = read_event_log(p)
+    assert df.empty and "conversion" in df.columns
+    assert np.isnan(df["spend"].sum()) or df["spend"].sum() == 0
