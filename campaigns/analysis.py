@@ -380,6 +380,14 @@ def analyze(
         logger.warning("%s", srm.message())
         notes.append(srm.message())
 
+    if "n_arms" in df.columns:
+        switched = int((pd.to_numeric(df["n_arms"], errors="coerce") > 1).sum())
+        if switched:
+            notes.append(
+                f"{switched} customers were exposed in more than one arm; each is analysed in their first arm"
+                " (intention to treat), which dilutes the lift"
+            )
+
     x = _numeric(df, covariate, "covariate") if covariate else None
     values: dict[str, np.ndarray] = {}
     for col in needed:

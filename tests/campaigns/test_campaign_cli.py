@@ -91,6 +91,7 @@ def test_analyze_event_log(tmp_path):
     assert d["arms"]["control"]["metrics"]["spend"]["mean"] == 12.5  # (25 + 0) / 2
     assert d["settings"]["discount_column"] == "discount_cost"
     assert d["economics"]["offer"]["discount_cost"] == pytest.approx((2.0 + 1.5) / 2 * 2)
+    assert any("1 customers were exposed in more than one arm" in n for n in d["notes"])
 
 
 def test_event_log_with_several_experiments_needs_one(tmp_path):
