@@ -54,7 +54,8 @@ def load_for_command(source: str, **options) -> Tables:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -1,0 +1,92 @@
+"""`tailor data ...` and `tailor features build` through the real CLI app."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from training.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path / "var"))
+    return tmp_path
+
+
+def _write_shop(directory, bad_price=False):
+    directory.mkdir(parents=True, exist_ok=True)
+    tx = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 2, 3],
+            "basket_id": [10, 11, 20, 21, 30],
+            "product_id": [100, 101, 100, 102, 101],
+            "store_id": [1, 1, 1, 2, 2],
+            "timestamp": ["2017-01-02 10:00", "2017-01-09 11:00", "2017-01-03 09:00", "2017-01-20 18:00", "2017-01-05 12:00"],
+            "quantity": [1, 2, 1, -1, 1],
+            "sales_value": [2.5, 5.0, 2.5, -3.0, 4.0],
+            "retail_discount": [0.0, 0.5, 0.0, 0.0, 0.0],
+            "coupon_discount": [0.0, 0.0, 0.0, 0.0, 0.0],
+        }
+    )
+    if bad_price:
+        tx.loc[1, "sales_value"] = -5.0
+    tx.to_csv(directory / "transactions.csv", index=False)
+    return tx
+
+
+def test_load_describe_and_rejected_load_keeps_good_data(home):
+    good = home / "good"
+    _write_shop(good)
+    res = runner.invoke(app, ["data", "load", "--source", "files", "--path", str(good)])
+    assert res.exit_code == 0, res.output
+    saved = home / "var" / "data" / "sources" / "files" / "transactions.parquet"
+    assert len(pd.read_parquet(saved)) == 5
+
+    bad = home / "bad"
+    _write_shop(bad, bad_price=True)
+    res = runner.invoke(app, ["data", "load", "--source", "files", "--path", str(bad)])
+    assert res.exit_code == 2
+    assert "negative price" in res.output and "sales_value" in res.output
+    kept = pd.read_parquet(saved)
+    assert (kept["sales_value"] >= -3.0).all() and len(kept) == 5  # the previous good data
+
+    res = runner.invoke(app, ["data", "describe", "--source", "files"])
+    assert res.exit_code == 0, res.output
+    assert "returns" in res.output
+
+
+def test_files_source_needs_a_path(home):
+    res = runner.invoke(app, ["data", "validate", "--source", "files"])
+    assert res.exit_code == 2
+    assert "--path" in res.output
+
+
+def test_unknown_source(home):
+    res = runner.invoke(app, ["data", "validate", "--source", "nope"])
+    assert res.exit_code == 2
+    assert "unknown source" in res.output
+
+
+def test_features_build_writes_parquet(home):
+    shop = home / "shop"
+    _write_shop(shop)
+    out = home / "feat"
+    res = runner.invoke(app, ["features", "build", "--as-of", "2017-01-15", "--source", "files", "--path", str(shop), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["out"] == str(out)
+    cust = pd.read_parquet(out / "customers.parquet")
+    # customer 2's return on 2017-01-20 is after the cutoff: only their first visit counts
+    assert sorted(cust.index.tolist() if cust.index.name == "customer_id" else cust["customer_id"].tolist()) == [1, 2, 3]
+
+
+def test_features_build_rejects_bad_date(home):
+    res = runner.invoke(app, ["features", "build", "--as-of", "not-a-date"])
+    assert res.exit_code == 2
+    assert "not a date" in res.output
