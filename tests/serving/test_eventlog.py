@@ -1,0 +1,131 @@
+"""The exposure/event log: exact schema, WAL, group commit, erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from serving.eventlog import EventLog, exposure_rows, read_log
+
+
+def _columns(path, table):
+    conn = sqlite3.connect(path)
+    try:
+        return [(r[1], r[2]) for r in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def test_schema_is_exactly_the_agreed_one(tmp_path):
+    log = EventLog(tmp_path / "log.sqlite")
+    log.close()
+    assert _columns(tmp_path / "log.sqlite", "exposures") == [
+        ("request_id", "TEXT"),
+        ("ts", "TEXT"),
+        ("customer_id", "INTEGER"),
+        ("experiment", "TEXT"),
+        ("arm", "TEXT"),
+        ("product_id", "INTEGER"),
+        ("rank", "INTEGER"),
+        ("kind", "TEXT"),
+        ("score", "REAL"),
+        ("discount", "REAL"),
+    ]
+    assert _columns(tmp_path / "log.sqlite", "events") == [
+        ("event_id", "INTEGER"),
+        ("request_id", "TEXT"),
+        ("ts", "TEXT"),
+        ("customer_id", "INTEGER"),
+        ("product_id", "INTEGER"),
+        ("type", "TEXT"),
+        ("value", "REAL"),
+    ]
+
+
+@pytest.mark.parametrize("sync", ["NORMAL", "FULL"])
+def test_wal_mode_and_sync_round_trip(tmp_path, sync):
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path, synchronous=sync)
+    assert log._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == {"NORMAL": 1, "FULL": 2}[sync]
+    rows = exposure_rows(
+        "r1",
+        "2017-03-01T10:00:00.000+00:00",
+        7,
+        "default",
+        "personalised",
+        [(101, "replenish", 0.9, 0.0), (302, "discover", 0.3, 0.2)],
+    )
+    log.append_exposures(rows)
+    eid = log.append_event("r1", 7, 101, "clicked")
+    eid2 = log.append_event("r1", 7, 101, "purchased", 3.5)
+    log.close()
+    exp, ev = read_log(path)
+    assert exp["rank"].tolist() == [1, 2] and exp["product_id"].tolist() == [101, 302]
+    assert exp["discount"].tolist() == [0.0, 0.2]
+    assert ev["event_id"].tolist() == [eid, eid2] and eid2 == eid + 1
+    assert ev["value"].tolist()[1] == 3.5
+    assert ev["ts"].str.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00").all()
+
+
+def test_unknown_event_type_is_refused(tmp_path):
+    log = EventLog(tmp_path / "log.sqlite")
+    with pytest.raises(ValueError, match="unknown event type 'bought'"):
+        log.append_event("r", 1, 1, "bought")
+    log.close()
+
+
+def test_group_commit_writes_every_acknowledged_row(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path, synchronous="FULL")
+
+    async def main():
+        async def one(i):
+            rows = exposure_rows(
+                f"r{i}", "t", i, "e", "a", [(j, "discover", 0.1, 0.0) for j in range(10)]
+            )
+            await log.append_exposures_async(rows)
+            return await log.append_event_async(f"r{i}", i, 1, "viewed")
+
+        return await asyncio.gather(*(one(i) for i in range(300)))
+
+    ids = asyncio.run(main())
+    assert len(set(ids)) == 300
+    log.close()
+    exp, ev = read_log(path)
+    assert len(exp) == 3000 and exp.groupby("request_id").size().eq(10).all()
+    assert sorted(ev["event_id"]) == sorted(ids)
+
+
+def test_failed_commit_is_not_acknowledged(tmp_path):
+    log = EventLog(tmp_path / "log.sqlite")
+    log._conn.execute(
+        "CREATE TRIGGER fail BEFORE INSERT ON exposures BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+    )
+
+    async def main():
+        await log.append_exposures_async(
+            exposure_rows("r", "t", 1, "e", "a", [(1, "discover", 0.1, 0.0)])
+        )
+
+    with pytest.raises(sqlite3.Error, match="simulated write failure"):
+        asyncio.run(main())
+    assert log.counts()["exposures"] == 0
+    log.close()
+
+
+def test_forget_removes_only_that_customer(tmp_path):
+    log = EventLog(tmp_path / "log.sqlite")
+    for c in (1, 2):
+        log.append_exposures(
+            exposure_rows(
+                f"r{c}", "t", c, "e", "a", [(5, "discover", 0.1, 0.0), (6, "discover", 0.1, 0.0)]
+            )
+        )
+        log.append_event(f"r{c}", c, 5, "clicked")
+    assert log.forget(1) == {"exposures": 2, "events": 1}
+    assert log.forget(1) == {"exposures": 0, "events": 0}
+    assert log.counts() == {"exposures": 2, "events": 1}
+    log.close()
