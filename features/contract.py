@@ -206,7 +206,7 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         return out.astype("datetime64[ns]")
     if col.kind in (INT, FLOAT):
         if col.kind == INT and pd.api.types.is_integer_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
-            return s.astype("int64") if not col.nullable else s.astype("Int64")
+            return s.astype("Int64") if col.nullable or s.isna().any() else s.astype("int64")  # NA: null check reports it
         if pd.api.types.is_bool_dtype(s):
             raise ContractError(table, col.name, f"wrong type: expected {col.kind}, got bool", s.head().to_frame())
         out = pd.to_numeric(s, errors="coerce")
