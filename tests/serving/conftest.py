@@ -157,19 +157,19 @@ def stand_in_predict(family, model, tables, as_of, k):
 def stand_in_models() -> dict[str, StandIn]:
     np_ = pd.DataFrame(
         {
-            "customer_id": [1, 1, 1, 2, 2, 3, 3],
-            "product_id": [101, 201, 501, 301, 402, 501, 102],
-            "rank": [1, 2, 3, 1, 2, 1, 2],
-            "score": [0.9, 0.6, 0.5, 0.8, 0.4, 0.7, 0.3],
+            "customer_id": [1, 1, 1, 2, 2, 3, 3, 6],
+            "product_id": [101, 201, 501, 301, 402, 501, 102, 502],
+            "rank": [1, 2, 3, 1, 2, 1, 2, 1],
+            "score": [0.9, 0.6, 0.5, 0.8, 0.4, 0.7, 0.3, 0.6],
         }
     )
     cs = pd.DataFrame(
         {
-            "customer_id": [1, 1, 1, 1, 2, 2, 3],
-            "product_id": [302, 102, 101, 402, 302, 502, 301],
-            "rank": [1, 2, 3, 4, 1, 2, 1],
-            "score": [0.35, 0.3, 0.2, 0.1, 0.5, 0.2, 0.4],
-            "reason": ["coffee drinkers like you buy this", None, "", None, None, None, None],
+            "customer_id": [1, 1, 1, 1, 2, 2, 3, 6],
+            "product_id": [302, 102, 101, 402, 302, 502, 301, 302],
+            "rank": [1, 2, 3, 4, 1, 2, 1, 1],
+            "score": [0.35, 0.3, 0.2, 0.1, 0.5, 0.2, 0.4, 0.3],
+            "reason": ["coffee drinkers like you buy this", None, "", None, None, None, None, None],
         }
     )
     churn = pd.DataFrame(

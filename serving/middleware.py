@@ -1,0 +1,141 @@
+"""ASGI middleware of the offer service: request ids, optional bearer auth, /readyz, safe 5xx.
+
+* Every HTTP response carries ``X-Request-ID``; the API handlers use the same id (a
+  context variable set here), so the id in an /offers body, its exposures and its
+  header agree.
+* 5xx bodies (ours or BentoML's) get the request id added and never a stack trace.
+* ``TAILOR_API_TOKEN`` set: /offers, /scores and /events need ``Authorization: Bearer
+  <token>`` (401 otherwise); health, readiness, docs and metrics stay open.
+* ``GET /readyz`` answers from the service's own readiness (models and store loaded),
+  with a JSON body saying what is missing, instead of BentoML's bare check.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import json
+import logging
+import os
+import uuid
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "TAILOR_API_TOKEN"
+PROTECTED = frozenset({"/offers", "/scores", "/events"})
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tailor_request_id", default=None
+)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str:
+    """The id of the request being handled (a new one outside a request)."""
+    return REQUEST_ID.get() or new_request_id()
+
+
+async def _send_json(
+    send, status: int, body: dict, request_id: str, extra_headers: list | None = None
+) -> None:
+    data = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+        (b"x-request-id", request_id.encode()),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+class TailorMiddleware:
+    """See the module docstring. ``readiness`` returns ``(ready, body)`` for /readyz."""
+
+    def __init__(self, app, readiness=None, token: str | None = None):
+        self.app = app
+        self.readiness = readiness
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self._token_header = f"Bearer {self.token}".encode() if self.token else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = new_request_id()
+        token = REQUEST_ID.set(rid)
+        try:
+            path = scope["path"]
+            if self._token_header is not None and path in PROTECTED and not self._authorised(scope):
+                return await _send_json(
+                    send,
+                    401,
+                    {"error": "missing or invalid bearer token", "request_id": rid},
+                    rid,
+                    [(b"www-authenticate", b'Bearer realm="tailor"')],
+                )
+            if (
+                path == "/readyz"
+                and scope["method"] in ("GET", "HEAD")
+                and self.readiness is not None
+            ):
+                ready, body = self.readiness()
+                return await _send_json(send, 200 if ready else 503, body, rid)
+            await self.app(scope, receive, self._wrap_send(send, rid))
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _authorised(self, scope) -> bool:
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                return hmac.compare_digest(v, self._token_header)
+        return False
+
+    @staticmethod
+    def _wrap_send(send, rid: str):
+        rid_b = rid.encode()
+        state = {"error": False, "start": None, "chunks": []}
+
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", rid_b))
+                message = {**message, "headers": headers}
+                if message["status"] >= 500:
+                    state["error"], state["start"] = True, message
+                    return
+                return await send(message)
+            if message["type"] == "http.response.body" and state["error"]:
+                state["chunks"].append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                return await _send_error(send, state["start"], b"".join(state["chunks"]), rid)
+            return await send(message)
+
+        return wrapped
+
+
+async def _send_error(send, start: dict, body: bytes, rid: str) -> None:
+    """Re-send a 5xx with the request id in a JSON body (the original text only if it is our JSON)."""
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        parsed = {"error": "internal error; quote the request id when reporting it"}
+    parsed["request_id"] = rid
+    data = json.dumps(parsed).encode()
+    headers = [
+        (k, v)
+        for k, v in start["headers"]
+        if k.lower() not in (b"content-length", b"content-type", b"transfer-encoding")
+    ]
+    headers += [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+    ]
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,247 @@
+"""The Tailor offer service (BentoML 1.4): ``bentoml serve serving.service:Tailor``.
+
+A thin shell: at start-up it loads the precomputed lookup store (built by ``tailor serve``
+from the ``champion`` version of each model family) into memory and opens the event log;
+each request is a few dictionary look-ups plus the plain-function rules of
+:mod:`serving.rules`, and one append to the event log.
+
+Endpoints: ``POST /offers``, ``POST /scores``, ``POST /events``; ``GET /healthz`` (alive),
+``GET /readyz`` (models and store loaded, else 503 saying what is missing), and the
+OpenAPI page BentoML serves at ``/`` (spec at ``/docs.json``).
+
+Paths come from :func:`features.config.get_settings` (``serving_dir``), the rules from
+``serving/rules.toml`` (``TAILOR_RULES``), the BentoML settings from
+:mod:`serving.bento_config` (``TAILOR_BENTO_CONFIG``); ``TAILOR_API_TOKEN`` turns on
+bearer-token auth.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import bentoml
+from starlette.responses import JSONResponse
+
+from features.config import get_settings
+from serving.bento_config import service_config
+from serving.config import load_config
+from serving.engine import OfferEngine
+from serving.eventlog import EventLog, exposure_rows, now_iso
+from serving.experiments import UnknownExperimentError
+from serving.middleware import TailorMiddleware, current_request_id
+from serving.rules import Offer
+from serving.schemas import (
+    DealOut,
+    EventRequest,
+    EventResponse,
+    OfferOut,
+    OffersRequest,
+    OffersResponse,
+    ScoresRequest,
+    ScoresResponse,
+)
+from serving.store import StoreError, load_store, store_path
+
+logger = logging.getLogger(__name__)
+
+EVENTLOG_FILE = "events.sqlite"
+
+
+def _error(status: int, message: str, rid: str, **extra) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "request_id": rid, **extra},
+        status_code=status,
+        headers={"x-request-id": rid},
+    )
+
+
+def _offer_out(rank: int, o: Offer) -> OfferOut:
+    d = o.deal
+    deal = None
+    if d is not None:
+        deal = DealOut.model_construct(
+            coupon_id=d.coupon_id,
+            campaign_id=d.campaign_id,
+            campaign_type=d.campaign_type,
+            valid_from=date.fromordinal(d.start),
+            valid_to=date.fromordinal(d.end),
+        )
+    return OfferOut.model_construct(
+        rank=rank,
+        product_id=o.product_id,
+        description=o.description,
+        department=o.department,
+        category=o.category,
+        kind=o.kind,
+        score=round(o.score, 6),
+        price=o.price,
+        discount=round(o.discount, 4),
+        expected_value=round(o.expected_value, 4),
+        deal=deal,
+        reason=o.reason,
+    )
+
+
+@bentoml.service(**service_config())
+class Tailor:
+    """Personalised offers and customer scores from precomputed model outputs."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.config = load_config()
+        path = store_path(settings.serving_dir)
+        try:
+            store, problem = load_store(path), None
+        except StoreError as exc:
+            store, problem = None, str(exc)
+            logger.warning("starting without a lookup store: %s", exc)
+        self.engine = OfferEngine(store, self.config, problem)
+        self.eventlog = EventLog(
+            settings.serving_dir / EVENTLOG_FILE,
+            self.config.eventlog.synchronous,
+            self.config.eventlog.busy_timeout_ms,
+        )
+        if store is not None:
+            logger.info("serving models %s as of %s", store.model_versions, store.as_of)
+        for why in self.engine.missing():
+            logger.warning("not ready: %s", why)
+
+    # ------------------------------------------------------------------ readiness (used by the middleware)
+
+    def readiness(self) -> tuple[bool, dict]:
+        missing = self.engine.missing()
+        st = self.engine.store
+        body = {
+            "ready": not missing,
+            "missing": missing,
+            "model_versions": st.model_versions if st is not None else {},
+            "as_of": st.meta["as_of"] if st is not None else None,
+            "customers": len(st.scores) if st is not None else 0,
+        }
+        return not missing, body
+
+    def _unavailable(self, endpoint: str, rid: str) -> JSONResponse | None:
+        missing = self.engine.missing(endpoint)
+        if not missing:
+            return None
+        return _error(
+            503, f"/{endpoint} is unavailable: " + "; ".join(missing), rid, missing=missing
+        )
+
+    # ------------------------------------------------------------------ APIs
+
+    @bentoml.api(route="/offers")
+    async def offers(self, request: OffersRequest, /) -> OffersResponse:
+        """Ranked offers for a customer: replenish, discover and retention, with deals and reasons."""
+        rid = current_request_id()
+        if (resp := self._unavailable("offers", rid)) is not None:
+            return resp
+        try:
+            ctx = request.context
+            try:
+                lst = self.engine.offer_list(
+                    request.customer_id,
+                    request.n,
+                    day=ctx.date if ctx else None,
+                    basket=ctx.basket if ctx else (),
+                    experiment=request.experiment,
+                )
+            except UnknownExperimentError as exc:
+                return _error(
+                    400,
+                    str(exc),
+                    rid,
+                    detail=[{"loc": ["experiment"], "msg": str(exc), "type": "value_error"}],
+                )
+            a = lst.assignment
+            rows = exposure_rows(
+                rid,
+                now_iso(),
+                request.customer_id,
+                a.experiment,
+                a.arm,
+                ((o.product_id, o.kind, o.score, o.discount) for o in lst.offers),
+            )
+            await self.eventlog.append_exposures_async(rows)
+            return OffersResponse.model_construct(
+                request_id=rid,
+                customer_id=request.customer_id,
+                experiment=a.experiment,
+                arm=a.arm,
+                personalised=lst.personalised,
+                cold_start=lst.cold_start,
+                date=lst.day,
+                offers=[_offer_out(i, o) for i, o in enumerate(lst.offers, start=1)],
+            )
+        except Exception:
+            logger.exception("POST /offers failed (request %s)", rid)
+            return _error(500, "internal error while building offers", rid)
+
+    @bentoml.api(route="/scores")
+    async def scores(self, request: ScoresRequest, /) -> ScoresResponse:
+        """Churn and partial-churn risk with reasons, expected spend, CLV, value tier, 9-grid cell, segments."""
+        rid = current_request_id()
+        if (resp := self._unavailable("scores", rid)) is not None:
+            return resp
+        try:
+            s = self.engine.scores(request.customer_id)
+            st = self.engine.store
+            if s is None:
+                return _error(
+                    404,
+                    f"customer {request.customer_id} has no purchase history as of {st.as_of}: no scores",
+                    rid,
+                )
+            return ScoresResponse(
+                request_id=rid,
+                customer_id=s.customer_id,
+                as_of=st.as_of,
+                churn_probability=s.churn_probability,
+                partial_churn_probability=s.partial_churn_probability,
+                churn_reasons=list(s.churn_reasons),
+                expected_spend_90d=s.expected_spend_90d,
+                clv_1y=s.clv_1y,
+                p_alive=s.p_alive,
+                value_tier=s.tier,
+                grid_cell=s.grid_cell,
+                treatment=s.treatment,
+                lifecycle_stage=s.lifecycle_stage,
+                rfm_segment=s.rfm_segment,
+                model_versions=st.model_versions,
+            )
+        except Exception:
+            logger.exception("POST /scores failed (request %s)", rid)
+            return _error(500, "internal error while reading scores", rid)
+
+    @bentoml.api(route="/events")
+    async def events(self, request: EventRequest, /) -> EventResponse:
+        """Log a customer's response to an offer (viewed, clicked, redeemed, purchased)."""
+        rid = current_request_id()
+        try:
+            eid = await self.eventlog.append_event_async(
+                request.request_id,
+                request.customer_id,
+                request.product_id,
+                request.type,
+                request.value,
+            )
+        except Exception:
+            logger.exception("POST /events failed (request %s)", rid)
+            return _error(500, "internal error while logging the event", rid)
+        return EventResponse(event_id=eid, request_id=request.request_id)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.eventlog.close()
+
+
+def _readiness() -> tuple[bool, dict]:
+    try:
+        svc = bentoml.get_current_service()
+    except bentoml.exceptions.BentoMLException:
+        return False, {"ready": False, "missing": ["the service is still starting"]}
+    return svc.readiness()
+
+
+Tailor.add_asgi_middleware(TailorMiddleware, readiness=_readiness)

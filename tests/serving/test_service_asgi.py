@@ -1,0 +1,303 @@
+"""The offer service through its ASGI app (Service.to_asgi) with Starlette's test client."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import date
+
+import pytest
+
+from serving.config import load_config
+from serving.eventlog import read_log
+from serving.experiments import in_universal_control
+from serving.store import build_store, store_path
+from tests.serving.conftest import AS_OF
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+META = {
+    "as_of": str(AS_OF.date()),
+    "model_versions": {"next_purchase": "3", "cross_sell": "2", "churn": "5", "value": "1"},
+    "missing": {},
+}
+
+
+@pytest.fixture
+def serving_dir(tmp_path, monkeypatch):
+    d = tmp_path / "serving"
+    monkeypatch.setenv("TAILOR_SERVING_DIR", str(d))
+    monkeypatch.delenv("TAILOR_API_TOKEN", raising=False)
+    return d
+
+
+def _client(serving_dir, frames=None, meta=META):
+    if frames is not None:
+        build_store(frames, store_path(serving_dir), meta)
+    from serving.service import Tailor
+
+    return TestClient(Tailor.to_asgi(), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(serving_dir, tiny_frames):
+    with _client(serving_dir, tiny_frames) as c:
+        yield c
+
+
+def _exposures(serving_dir):
+    return read_log(serving_dir / "events.sqlite")[0]
+
+
+def test_health_and_ready(client):
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["ready"] is True and r.json()["model_versions"]["churn"] == "5"
+    assert len(r.headers["x-request-id"]) == 32
+
+
+def test_offers_for_a_known_customer(client, serving_dir):
+    r = client.post(
+        "/offers", json={"customer_id": 1, "n": 4, "context": {"channel": "app", "basket": [201]}}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["request_id"] == r.headers["x-request-id"]
+    assert body["personalised"] is True and body["cold_start"] is False
+    assert body["experiment"] == "default" and body["arm"] == "personalised"
+    assert body["date"] == "2017-03-01"
+    offers = body["offers"]
+    assert len(offers) == 4 and [o["rank"] for o in offers] == [1, 2, 3, 4]
+    assert 201 not in [o["product_id"] for o in offers]  # in the basket
+    evs = [o["expected_value"] for o in offers]
+    assert evs == sorted(evs, reverse=True)
+    top = offers[0]  # planted: 0.1 churn x 480 CLV = 48 at risk -> retention incentive on milk 101
+    assert top["product_id"] == 101 and top["kind"] == "retention" and top["discount"] == 0.25
+    assert top["deal"] == {
+        "coupon_id": 11,
+        "campaign_id": 1,
+        "campaign_type": "Type A",
+        "valid_from": "2017-02-20",
+        "valid_to": "2017-03-10",
+    }
+    assert top["description"] == "Whole Milk (1 GAL)"
+    assert any(o["reason"] == "coffee drinkers like you buy this" for o in offers)
+    exp = _exposures(serving_dir)
+    assert exp["request_id"].eq(body["request_id"]).all()
+    assert exp.sort_values("rank")["product_id"].tolist() == [o["product_id"] for o in offers]
+    assert exp["kind"].tolist()[0] == "retention" and exp["arm"].eq("personalised").all()
+
+
+def test_deals_depend_on_the_date(client):
+    r = client.post("/offers", json={"customer_id": 1, "context": {"date": "2017-03-11"}})
+    assert r.status_code == 200
+    assert all(o["deal"] is None for o in r.json()["offers"])  # campaign 1 ended on 2017-03-10
+
+
+def test_below_zero_customer_gets_no_discount(client):
+    r = client.post("/offers", json={"customer_id": 6})  # tier below_zero, churn 0.9
+    body = r.json()
+    assert body["personalised"] is True and {o["product_id"] for o in body["offers"]} == {502, 302}
+    assert all(o["discount"] == 0 and o["kind"] != "retention" for o in body["offers"])
+    assert next(o for o in body["offers"] if o["product_id"] == 302)["deal"]["coupon_id"] == 12
+
+
+def test_unknown_customer_gets_cold_start_offers(client):
+    r = client.post("/offers", json={"customer_id": 424242, "n": 3})
+    body = r.json()
+    assert r.status_code == 200 and body["cold_start"] is True and body["personalised"] is False
+    assert len(body["offers"]) == 3
+    assert body["offers"][0]["deal"] is not None  # popular items with deals first
+    assert all(o["kind"] == "discover" and o["discount"] == 0 for o in body["offers"])
+
+
+def test_universal_control_gets_non_personalised_offers(client):
+    cfg = load_config().experiments
+    ucg = next(i for i in range(1, 1000) if in_universal_control(i, cfg))
+    r = client.post("/offers", json={"customer_id": ucg, "experiment": "personalisation"})
+    assert r.json()["arm"] == "universal_control" and r.json()["personalised"] is False
+    assert r.json()["experiment"] == "personalisation"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"customer_id": 1, "n": 0}, "n"),
+        ({"customer_id": 1, "n": 51}, "n"),
+        ({"n": 5}, "customer_id"),
+        ({"customer_id": "abc"}, "customer_id"),
+        ({"customer_id": -1}, "customer_id"),
+        ({"customer_id": 1, "colour": "red"}, "colour"),
+        ({"customer_id": 1, "context": {"date": "not-a-date"}}, "date"),
+        ({"customer_id": 1, "context": {"basket": ["x"]}}, "basket"),
+    ],
+)
+def test_malformed_offers_requests_get_field_level_4xx(client, payload, field):
+    r = client.post("/offers", json=payload)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert any(field in map(str, d["loc"]) for d in body["detail"]), body
+
+
+def test_invalid_json_and_unknown_experiment(client):
+    r = client.post("/offers", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"][0]["type"] == "json_invalid"
+    r = client.post("/offers", json={"customer_id": 1, "experiment": "nope"})
+    assert r.status_code == 400
+    assert (
+        r.json()["detail"][0]["loc"] == ["experiment"]
+        and "configured experiments" in r.json()["error"]
+    )
+
+
+def test_scores(client):
+    r = client.post("/scores", json={"customer_id": 2})
+    assert r.status_code == 200
+    s = r.json()
+    assert s["churn_probability"] == 0.6 and s["churn_reasons"] == [
+        "visits less often",
+        "spend down 40%",
+    ]
+    assert (
+        s["value_tier"] == "most_growable"
+        and s["grid_cell"] == "high/high"
+        and s["treatment"] == "retain"
+    )
+    assert s["lifecycle_stage"] and s["rfm_segment"] and s["as_of"] == "2017-03-01"
+    assert s["model_versions"]["value"] == "1"
+    r = client.post("/scores", json={"customer_id": 99})
+    assert r.status_code == 404 and "no purchase history" in r.json()["error"]
+
+
+def test_events_are_logged(client, serving_dir):
+    rid = client.post("/offers", json={"customer_id": 2}).json()["request_id"]
+    r = client.post(
+        "/events",
+        json={
+            "request_id": rid,
+            "customer_id": 2,
+            "product_id": 301,
+            "type": "purchased",
+            "value": 8.0,
+        },
+    )
+    assert r.status_code == 200 and r.json()["status"] == "logged"
+    ev = read_log(serving_dir / "events.sqlite")[1]
+    assert ev.iloc[-1][["request_id", "customer_id", "product_id", "type", "value"]].tolist() == [
+        rid,
+        2,
+        301,
+        "purchased",
+        8.0,
+    ]
+    assert ev.iloc[-1]["event_id"] == r.json()["event_id"]
+    r = client.post(
+        "/events", json={"request_id": rid, "customer_id": 2, "product_id": 301, "type": "bought"}
+    )
+    assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["type"]
+
+
+def test_internal_error_returns_5xx_with_request_id_and_no_trace(client, monkeypatch):
+    import bentoml
+
+    svc = bentoml.get_current_service()
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(svc.engine, "offer_list", boom)
+    r = client.post("/offers", json={"customer_id": 1})
+    assert r.status_code == 500
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+    assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_no_store_still_starts_and_says_why(serving_dir):
+    with _client(serving_dir) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "no lookup store at" in r.json()["missing"][0]
+        r = c.post("/offers", json={"customer_id": 1})
+        assert r.status_code == 503 and r.json()["error"].startswith(
+            "/offers is unavailable: no lookup store"
+        )
+        assert (
+            c.post(
+                "/events",
+                json={"request_id": "r", "customer_id": 1, "product_id": 2, "type": "viewed"},
+            ).status_code
+            == 200
+        )
+
+
+def test_no_model_registered(serving_dir, tiny_frames):
+    reason = "no 'champion' version registered for tailor-next-purchase; run `tailor train next_purchase`"
+    meta = {
+        **META,
+        "model_versions": {"churn": "5", "value": "1"},
+        "missing": {"next_purchase": reason},
+    }
+    with _client(serving_dir, tiny_frames, meta) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["missing"] == [f"model next_purchase: {reason}"]
+        r = c.post("/offers", json={"customer_id": 1})
+        assert r.status_code == 503 and "tailor train next_purchase" in r.json()["error"]
+        assert (
+            c.post("/scores", json={"customer_id": 1}).status_code == 200
+        )  # churn and value are there
+
+
+def test_bearer_token(serving_dir, tiny_frames, monkeypatch):
+    monkeypatch.setenv("TAILOR_API_TOKEN", "s3cret")
+    with _client(serving_dir, tiny_frames) as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        r = c.post("/offers", json={"customer_id": 1})
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert (
+            c.post(
+                "/offers", json={"customer_id": 1}, headers={"Authorization": "Bearer wrong"}
+            ).status_code
+            == 401
+        )
+        assert (
+            c.post(
+                "/offers", json={"customer_id": 1}, headers={"Authorization": "Bearer s3cret"}
+            ).status_code
+            == 200
+        )
+
+
+def test_openapi_page_documents_the_endpoints(client):
+    spec = client.get("/docs.json").json()
+    for path in ("/offers", "/scores", "/events"):
+        assert "post" in spec["paths"][path]
+    assert client.get("/").status_code == 200
+
+
+def test_today_is_not_the_default_date(client):
+    # the default date is the store's as-of date (the data's "today"), so deals line up with the data
+    assert client.post("/offers", json={"customer_id": 3}).json()["date"] == str(date(2017, 3, 1))
+
+
+def test_middleware_adds_request_id_to_any_5xx():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from serving.middleware import TailorMiddleware
+
+    async def plain_500(request):
+        return PlainTextResponse("Traceback (most recent call last): secret", status_code=500)
+
+    async def ok(request):
+        return PlainTextResponse("fine")
+
+    app = TailorMiddleware(Starlette(routes=[Route("/x", plain_500), Route("/ok", ok)]), token="")
+    with TestClient(app) as c:
+        r = c.get("/x")
+        assert r.status_code == 500 and r.json()["request_id"] == r.headers["x-request-id"]
+        assert "secret" not in r.text and int(r.headers["content-length"]) == len(r.content)
+        r = c.get("/ok")
+        assert r.text == "fine" and len(r.headers["x-request-id"]) == 32
