@@ -43,14 +43,15 @@ def source_dir(source: str) -> Path:
     return get_settings().data_dir / "sources" / source
 
 
-def load_for_command(source: str, **options) -> Tables:
-    """Tables of a source: the saved copy from `tailor data load` if any, else loaded fresh."""
+def load_for_command(source: str, path: Path | None = None, mapping: Path | None = None) -> Tables:
+    """Tables of a source: the saved copy from `tailor data load` if any (and no --path was
+    given), else the source loaded fresh."""
     from features.sources import load_source
 
     saved = source_dir(source)
-    if saved.exists() and not options:
+    if path is None and (saved / "transactions.parquet").exists():
         return load_tables(saved)
-    return load_source(source, **options)
+    return load_source(source, **source_options(source, path, mapping))
 
 
 def _fail(exc: Exception) -> None:
@@ -117,7 +118,7 @@ def data_validate(source: str = SourceOpt, path: Path | None = PathOpt, mapping:
 def data_describe(source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt) -> None:
     """Describe a source: table sizes, date range, customers, returns, what was excluded."""
     try:
-        tables = load_for_command(source, **source_options(source, path, mapping))
+        tables = load_for_command(source, path, mapping)
     except (ContractError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     tx = tables.transactions
@@ -148,7 +149,7 @@ def features_build(
         raise typer.BadParameter(f"not a date: {as_of!r}", param_hint="--as-of") from exc
     t0 = time.perf_counter()
     try:
-        tables = load_for_command(source, **source_options(source, path, mapping))
+        tables = load_for_command(source, path, mapping)
     except (ContractError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     last = tables.transactions["timestamp"].max()

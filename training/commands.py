@@ -69,10 +69,10 @@ def default_as_of(tables: Tables) -> pd.Timestamp:
 
 
 def _load(source: str, path: Path | None = None) -> Tables:
-    from features.cli import load_for_command, source_options
+    from features.cli import load_for_command
 
     with console.status(f"loading {source} ..."):
-        return load_for_command(source, **source_options(source, path, None))
+        return load_for_command(source, path)
 
 
 def primary_model(mod: ModuleType, evaluation: pd.DataFrame) -> str:
