@@ -22,7 +22,7 @@ What is planted
   the visit rate, half the basket size and a quarter of their staple trips (spend drops
   by far more than half).
 * **Campaigns**: a known subset of customers is targeted; among them, *responders*
-  redeem 1-3 coupons per campaign they are targeted by, buying the coupon product during
+  redeem one or a few coupons (1 + Poisson(0.7)) per campaign they are targeted by, buying the coupon product during
   the campaign (line with ``coupon_discount``). Non-responders never redeem.
 * **Cross-sell**: about a quarter of customers adopt a signature product of their
   segment part-way through the year (never bought before, then bought on a cycle).
