@@ -199,7 +199,17 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
             if getattr(out.dt, "tz", None) is not None:
                 out = out.dt.tz_convert(None)
             return out.astype("datetime64[ns]")
-        out = pd.to_datetime(s, errors="coerce", format="mixed")
+        if pd.api.types.is_numeric_dtype(s):
+            raise ContractError(
+                table, col.name,
+                "wrong type: numbers where a timestamp is expected (epoch values are ambiguous; "
+                "give ISO dates like 2017-01-31 14:05)", s.head().to_frame(),
+            )
+        has_offset = s.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+        # strings with offsets become naive UTC; plain strings are kept as written (shop time)
+        out = pd.to_datetime(s, errors="coerce", format="mixed", utc=bool(has_offset.any()))
+        if getattr(out.dt, "tz", None) is not None:
+            out = out.dt.tz_convert(None)
         bad = out.isna() & s.notna()
         if bad.any():
             raise ContractError(table, col.name, "unparseable timestamp", s[bad].to_frame())
@@ -353,6 +363,14 @@ def validate(tables: Tables) -> Tables:
 MANIFEST = "manifest.json"
 
 
+def _recover(directory: Path) -> Path:
+    """Put back data left aside by a save that died between its two renames; return the aside path."""
+    old = directory.with_name(f".{directory.name}.old")
+    if old.exists() and not directory.exists():
+        old.rename(directory)
+    return old
+
+
 def save_tables(tables: Tables, directory: str | Path, extra_manifest: dict | None = None) -> Path:
     """Write validated tables as Parquet, atomically.
 
@@ -361,6 +379,7 @@ def save_tables(tables: Tables, directory: str | Path, extra_manifest: dict | No
     previous good data in place.
     """
     directory = Path(directory)
+    old = _recover(directory)
     canon = validate(tables)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -370,7 +389,6 @@ def save_tables(tables: Tables, directory: str | Path, extra_manifest: dict | No
         manifest = {"tables": canon.present(), "summary": canon.summary(), "notes": canon.notes}
         manifest.update(extra_manifest or {})
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-        old = directory.with_name(f".{directory.name}.old")
         if old.exists():
             shutil.rmtree(old)
         if directory.exists():
@@ -388,6 +406,7 @@ def save_tables(tables: Tables, directory: str | Path, extra_manifest: dict | No
 def load_tables(directory: str | Path, validate_: bool = True) -> Tables:
     """Read canonical tables written by :func:`save_tables` (or any directory in canonical names)."""
     directory = Path(directory)
+    _recover(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"no data directory at {directory}; run `tailor data load` first")
     found = {}
