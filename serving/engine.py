@@ -7,8 +7,9 @@ No I/O here: the store is already in memory.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from serving.config import ServingConfig
@@ -25,14 +26,16 @@ NEEDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OfferList:
     customer_id: int
     assignment: Assignment
     personalised: bool
     cold_start: bool
     day: date
-    offers: list[Offer]
+    offers: tuple[Offer, ...]
+    #: the offers' JSON, filled in once by the HTTP service (the list itself never changes)
+    payload: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class OfferEngine:
@@ -43,11 +46,19 @@ class OfferEngine:
     """
 
     def __init__(
-        self, store: LookupStore | None, config: ServingConfig, store_problem: str | None = None
+        self,
+        store: LookupStore | None,
+        config: ServingConfig,
+        store_problem: str | None = None,
+        cache_size: int = 50_000,
     ):
         self.store = store
         self.config = config
         self.store_problem = store_problem if store is None else None
+        # Offer lists are a pure function of (customer, n, day, basket, arm) over a read-only store,
+        # so answers are memoised: a repeat request is one dictionary look-up.
+        self.cache_size = cache_size
+        self._cache: dict[tuple, OfferList] = {}
 
     # ------------------------------------------------------------------ readiness
 
@@ -79,9 +90,23 @@ class OfferEngine:
         experiment: str | None = None,
     ) -> OfferList:
         """The ranked offers of one customer (raises UnknownExperimentError for an unknown experiment)."""
-        st, rules = self.store, self.config.rules
         a = assign(customer_id, experiment, self.config.experiments)
-        day = day or st.as_of
+        day = day or self.store.as_of
+        basket = tuple(sorted(set(basket))) if basket else ()
+        key = (customer_id, n, day, basket, a)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        out = self._offer_list(customer_id, n, day, basket, a)
+        if len(self._cache) >= self.cache_size:
+            del self._cache[next(iter(self._cache))]  # the oldest entry
+        self._cache[key] = out
+        return out
+
+    def _offer_list(
+        self, customer_id: int, n: int, day: date, basket: tuple[int, ...], a: Assignment
+    ) -> OfferList:
+        st, rules = self.store, self.config.rules
         ordinal = day.toordinal()
         n = min(n, rules.max_n)
         cands = st.candidates.get(customer_id)
@@ -98,7 +123,7 @@ class OfferEngine:
                 basket=basket,
                 discount=discount,
             )
-            return OfferList(customer_id, a, False, cold, day, offers)
+            return OfferList(customer_id, a, False, cold, day, tuple(offers))
         offers = rank_offers(
             cands,
             products=st.products,
@@ -110,7 +135,26 @@ class OfferEngine:
             basket=basket,
             discounts=a.policy == "personalised",
         )
-        return OfferList(customer_id, a, True, False, day, offers)
+        return OfferList(customer_id, a, True, False, day, tuple(offers))
+
+    def prewarm(
+        self, n: int | None = None, day: date | None = None, limit_seconds: float = 20.0
+    ) -> int:
+        """Compute the default offer list (default experiment, no basket) of every known customer in advance.
+
+        Returns how many lists were computed (stops after ``limit_seconds``).
+        """
+        if self.store is None or self.missing("offers"):
+            return 0
+        n = n or self.config.rules.default_n
+        deadline = time.perf_counter() + limit_seconds
+        done = 0
+        for cid in self.store.candidates:
+            if done >= self.cache_size or time.perf_counter() > deadline:
+                break
+            self.offer_list(cid, n, day=day)
+            done += 1
+        return done
 
     def scores(self, customer_id: int) -> CustomerScores | None:
         return self.store.scores.get(customer_id)

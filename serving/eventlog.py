@@ -8,24 +8,45 @@ Schema (kept exactly; the campaign analysis reads it)::
            product_id INTEGER, type TEXT, value REAL)
 
 ``ts`` is ISO 8601 in UTC with milliseconds. One served offer list is one transaction of
-``n`` exposure rows.
+``n`` exposure rows. The tables have no secondary indexes: every commit then writes one
+page per table, and the readers (campaign analysis, erasure) scan anyway.
 
-Durability: a write is acknowledged only after its transaction has committed. With
-``synchronous=NORMAL`` (the default) the commit has been written to the WAL file with
-``write()``, so it survives the server process being killed (SIGKILL, OOM killer,
-segfault); only an operating-system crash or power cut before the next checkpoint can lose
-it. ``synchronous=FULL`` also fsyncs every commit. The service writes through one writer
-thread per process that commits whatever is queued in one transaction (group commit), so
-an fsync per commit costs latency but not throughput.
+Durability: a write is acknowledged only once it is durable against the death of the
+server process (SIGKILL, OOM killer, segfault).
+
+* ``synchronous=NORMAL`` (default). Events are committed inline (the commit has been
+  ``write()``-n to the WAL before it returns). Exposures -- ten rows per request, the hot
+  path -- go first to an append-only *journal* file of the worker process
+  (``<log>.journal/exposures-<pid>-<id>.jsonl``), one ``write()`` of one JSON line per
+  response (~20 us, against ~70 us median and several ms at the 99th percentile for a
+  SQLite commit on this machine, whose tail comes from WAL growth and checkpoints). Once
+  ``write()`` returns the line is in the kernel's page cache: it survives the process.
+  A background thread moves new journal lines into the ``exposures`` table every
+  ``flush_interval`` seconds, in one transaction that also records how far the journal
+  was moved (table ``journal_progress``), so each line lands exactly once. A journal
+  left by a dead process is moved by the next process that opens the log (the service at
+  start-up, ``tailor forget``), found by a free ``flock``. Readers of the table therefore
+  lag the service by at most ``flush_interval`` (zero once it has stopped).
+  What is lost on an OS crash or power cut: the last commits and journal lines not yet
+  flushed to disk by the kernel.
+* ``synchronous=FULL`` also fsyncs every commit (about 5 ms here), for power-cut
+  durability; then both kinds of writes go through one writer thread per process that
+  commits whatever is queued in one transaction (group commit), so the fsync costs
+  latency but not throughput.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,13 +77,33 @@ CREATE TABLE IF NOT EXISTS exposures(
 CREATE TABLE IF NOT EXISTS events(
     event_id INTEGER PRIMARY KEY, request_id TEXT, ts TEXT, customer_id INTEGER,
     product_id INTEGER, type TEXT, value REAL);
-CREATE INDEX IF NOT EXISTS exposures_customer ON exposures(customer_id);
-CREATE INDEX IF NOT EXISTS exposures_request ON exposures(request_id);
-CREATE INDEX IF NOT EXISTS events_customer ON events(customer_id);
+CREATE TABLE IF NOT EXISTS journal_progress(journal TEXT PRIMARY KEY, moved INTEGER);
 """
+#: Moves a JSON array of journal lines (each a list of exposure rows) into the table, in SQLite's C code.
+_MOVE_JOURNAL = (
+    f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) SELECT "
+    + ", ".join(f"json_extract(r.value, '$[{i}]')" for i in range(len(EXPOSURE_COLUMNS)))
+    + " FROM json_each(?) AS line, json_each(line.value) AS r"
+)
+JOURNAL_SUFFIX = ".journal"
 _INSERT_EXPOSURE = f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) VALUES ({', '.join('?' * len(EXPOSURE_COLUMNS))})"
 _INSERT_EVENT = "INSERT INTO events(request_id, ts, customer_id, product_id, type, value) VALUES (?, ?, ?, ?, ?, ?)"
 _MAX_BATCH = 1024
+# SQLite allows 32766 bound parameters per statement; 10 per row
+_MAX_ROWS_PER_STATEMENT = 1000
+_MULTI_INSERT: dict[int, str] = {}
+
+
+def _multi_insert(n: int) -> str:
+    sql = _MULTI_INSERT.get(n)
+    if sql is None:
+        one = f"({', '.join('?' * len(EXPOSURE_COLUMNS))})"
+        sql = _MULTI_INSERT[n] = (
+            f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) VALUES {', '.join([one] * n)}"
+        )
+    return sql
+
+
 _STOP = object()
 
 
@@ -118,6 +159,168 @@ def exposure_rows(
     ]
 
 
+# --------------------------------------------------------------------------- the exposure journal
+
+
+def journal_dir(log_path: str | Path) -> Path:
+    return Path(str(log_path) + JOURNAL_SUFFIX)
+
+
+def move_journal(conn: sqlite3.Connection, path: Path) -> int:
+    """Move the complete lines of one journal file not yet moved into ``exposures``; returns the lines moved."""
+    row = conn.execute(
+        "SELECT moved FROM journal_progress WHERE journal = ?", (path.name,)
+    ).fetchone()
+    start = row[0] if row else 0
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except FileNotFoundError:
+        return 0
+    end = data.rfind(b"\n") + 1  # a line cut short by a crash has no newline yet
+    if end == 0:
+        return 0
+    lines = data[:end].rstrip(b"\n").split(b"\n")
+    payload = b"[" + b",".join(lines) + b"]"
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_MOVE_JOURNAL, (payload.decode(),))
+        conn.execute(
+            "INSERT OR REPLACE INTO journal_progress(journal, moved) VALUES (?, ?)",
+            (path.name, start + end),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(lines)
+
+
+def _forget_journal(conn: sqlite3.Connection, path: Path) -> None:
+    path.unlink(missing_ok=True)
+    conn.execute("DELETE FROM journal_progress WHERE journal = ?", (path.name,))
+
+
+def recover_journals(log_path: str | Path, conn: sqlite3.Connection | None = None) -> int:
+    """Move and delete the journals of processes that are gone (their ``flock`` is free); returns lines moved."""
+    d = journal_dir(log_path)
+    if not d.exists():
+        return 0
+    own = conn is None
+    conn = conn or connect(log_path)
+    moved = 0
+    try:
+        for path in sorted(d.glob("*.jsonl")):
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process owns it
+                moved += move_journal(conn, path)
+                _forget_journal(conn, path)
+            finally:
+                os.close(fd)
+        known = {p.name for p in d.glob("*.jsonl")}
+        for (name,) in conn.execute("SELECT journal FROM journal_progress").fetchall():
+            if name not in known:
+                conn.execute("DELETE FROM journal_progress WHERE journal = ?", (name,))
+    finally:
+        if own:
+            conn.close()
+    if moved:
+        logger.info(
+            "moved %d exposure journal lines left by stopped processes into %s", moved, log_path
+        )
+    return moved
+
+
+def drain_journals(log_path: str | Path, timeout: float = 10.0) -> bool:
+    """Wait until live processes have moved their journals into the table; True if they did in time."""
+    d = journal_dir(log_path)
+    if not d.exists():
+        return True
+    conn = connect(log_path)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            moved = dict(conn.execute("SELECT journal, moved FROM journal_progress").fetchall())
+            behind = []
+            for p in d.glob("*.jsonl"):
+                try:
+                    size = p.stat().st_size
+                except FileNotFoundError:
+                    continue
+                if size > moved.get(p.name, 0):
+                    behind.append(p.name)
+            if not behind:
+                return True
+            if time.monotonic() > deadline:
+                logger.warning("journals not yet moved after %.0f s: %s", timeout, behind)
+                return False
+            time.sleep(0.05)
+    finally:
+        conn.close()
+
+
+class ExposureJournal:
+    """This process's append-only exposure journal and the thread that moves it into SQLite."""
+
+    def __init__(
+        self,
+        log_path: str | Path,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        flush_interval: float = 0.25,
+    ):
+        self.log_path = Path(log_path)
+        self.flush_interval = flush_interval
+        d = journal_dir(self.log_path)
+        d.mkdir(parents=True, exist_ok=True)
+        self.path = d / f"exposures-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # marks the journal as owned by a live process
+        self._conn = connect(self.log_path, synchronous, busy_timeout_ms)
+        self._move_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="exposure-journal", daemon=True)
+        self._thread.start()
+
+    def append(self, rows: Sequence[tuple]) -> None:
+        """One ``write()`` of one line: durable against the process dying once it returns."""
+        line = json.dumps(rows, separators=(",", ":")).encode() + b"\n"
+        n = os.write(self._fd, line)
+        if n != len(line):  # regular files do not write short except when the disk is full
+            raise OSError(
+                f"short write to the exposure journal {self.path} ({n} of {len(line)} bytes)"
+            )
+
+    def flush(self) -> int:
+        """Move what is in the journal into the table now; returns lines moved."""
+        with self._move_lock:
+            return move_journal(self._conn, self.path)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # keep the lines in the journal; the next round or restart moves them
+                logger.exception("moving the exposure journal %s failed", self.path)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        with self._move_lock:
+            move_journal(self._conn, self.path)
+            _forget_journal(self._conn, self.path)
+            os.close(self._fd)
+            self._conn.close()
+
+
 class EventLog:
     """Append-only exposure and event log.
 
@@ -127,33 +330,63 @@ class EventLog:
     synchronous : ``"NORMAL"`` or ``"FULL"`` (see the module docstring).
     busy_timeout_ms : how long a writer waits for another process's write lock.
 
+    group_commit : whether the ``*_async`` methods hand writes to the writer thread (default:
+        only with ``FULL``, where a commit waits for an fsync) or write inline.
+    journal : with ``NORMAL`` and no group commit, ``append_exposures_async`` writes to this
+        process's exposure journal (see the module docstring). The service turns it on.
+    flush_interval : seconds between moves of the journal into the table.
+
     The ``append_*`` methods write synchronously in the caller's thread; the ``*_async``
-    methods queue the write for the writer thread and resolve when it has committed.
+    methods return once the write has committed.
     """
 
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+    def __init__(
+        self,
+        path: str | Path,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        group_commit: bool | None = None,
+        journal: bool = False,
+        flush_interval: float = 0.25,
+    ):
         self.path = Path(path)
         self.synchronous = synchronous.upper()
+        #: the async methods queue for the writer thread (True) or write inline (False)
+        self.group_commit = self.synchronous == "FULL" if group_commit is None else group_commit
         self.busy_timeout_ms = busy_timeout_ms
         self._conn = connect(self.path, self.synchronous, busy_timeout_ms)
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
+        recover_journals(self.path, self._conn)
+        self.journal: ExposureJournal | None = None
+        if journal and not self.group_commit:
+            # checkpoints run on the journal thread's connection, never in a request
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            self.journal = ExposureJournal(
+                self.path, self.synchronous, busy_timeout_ms, flush_interval
+            )
 
     # ------------------------------------------------------------------ synchronous writes
 
     def append_exposures(self, rows: Sequence[tuple]) -> None:
-        """Write the exposure rows of one response in one transaction."""
+        """Write the exposure rows of one response in one transaction (one multi-row INSERT)."""
         if not rows:
             return
+        if len(rows) > _MAX_ROWS_PER_STATEMENT:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(_INSERT_EXPOSURE, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+            return
+        sql = _multi_insert(len(rows))
+        params = [v for row in rows for v in row]
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(_INSERT_EXPOSURE, rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self._conn.execute(sql, params)  # a single statement is its own transaction
 
     def append_event(
         self,
@@ -237,9 +470,13 @@ class EventLog:
             loop.call_soon_threadsafe(_set_result, fut, res)
 
     async def append_exposures_async(self, rows: Sequence[tuple]) -> None:
-        """Queue one response's exposures; returns once they are committed."""
+        """Write one response's exposures; returns once they are durable (journal or commit)."""
         if not rows:
             return
+        if self.journal is not None:
+            return self.journal.append(rows)
+        if not self.group_commit:
+            return self.append_exposures(rows)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._ensure_writer().put(("exposures", rows, fut, loop))
@@ -254,7 +491,9 @@ class EventLog:
         value: float | None = None,
         ts: str | None = None,
     ) -> int:
-        """Queue one event; returns its ``event_id`` once committed."""
+        """Write one event; returns its ``event_id`` once committed."""
+        if not self.group_commit:
+            return self.append_event(request_id, customer_id, product_id, type, value, ts)
         if type not in EVENT_TYPES:
             raise ValueError(
                 f"unknown event type {type!r}; expected one of {', '.join(EVENT_TYPES)}"
@@ -267,7 +506,13 @@ class EventLog:
 
     # ------------------------------------------------------------------ reading, erasing, closing
 
+    def flush(self) -> None:
+        """Move this process's journal into the table now (readers otherwise lag by ``flush_interval``)."""
+        if self.journal is not None:
+            self.journal.flush()
+
     def read_exposures(self) -> pd.DataFrame:
+        self.flush()
         with self._lock:
             return pd.read_sql_query(
                 f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM exposures ORDER BY rowid", self._conn
@@ -280,6 +525,7 @@ class EventLog:
             )
 
     def counts(self) -> dict[str, int]:
+        self.flush()
         with self._lock:
             return {
                 t: int(self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
@@ -287,7 +533,14 @@ class EventLog:
             }
 
     def forget(self, customer_id: int) -> dict[str, int]:
-        """Delete every exposure and event of a customer; returns the rows removed per table."""
+        """Delete every exposure and event of a customer; returns the rows removed per table.
+
+        Journals are moved into the table first (this process's, dead processes', and live
+        ones' are waited for), so no exposure of the customer is left behind in a journal.
+        """
+        self.flush()
+        recover_journals(self.path)
+        drain_journals(self.path)
         out = {}
         with self._lock:
             # overwrite the deleted content instead of leaving it in free pages
@@ -307,6 +560,9 @@ class EventLog:
         return out
 
     def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout=10)

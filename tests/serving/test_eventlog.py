@@ -80,6 +80,7 @@ def test_unknown_event_type_is_refused(tmp_path):
 def test_group_commit_writes_every_acknowledged_row(tmp_path):
     path = tmp_path / "log.sqlite"
     log = EventLog(path, synchronous="FULL")
+    assert log.group_commit
 
     async def main():
         async def one(i):
@@ -128,4 +129,87 @@ def test_forget_removes_only_that_customer(tmp_path):
     assert log.forget(1) == {"exposures": 2, "events": 1}
     assert log.forget(1) == {"exposures": 0, "events": 0}
     assert log.counts() == {"exposures": 2, "events": 1}
+    log.close()
+
+
+def test_inline_async_writes_with_normal(tmp_path):
+    log = EventLog(tmp_path / "log.sqlite")
+    assert not log.group_commit
+
+    async def main():
+        await log.append_exposures_async(
+            exposure_rows("r", "t", 1, "e", "a", [(1, "discover", 0.1, 0.0)])
+        )
+        return await log.append_event_async("r", 1, 1, "viewed")
+
+    assert asyncio.run(main()) == 1
+    assert log._thread is None and log.counts() == {"exposures": 1, "events": 1}
+    log.close()
+
+
+def test_journal_is_moved_exactly_once(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path, journal=True, flush_interval=60)  # only explicit flushes in this test
+
+    async def write(i):
+        await log.append_exposures_async(
+            exposure_rows(
+                f"r{i}", "t", i, "e", "a", [(7, "discover", 0.5, 0.1), (8, "replenish", 0.25, 0.0)]
+            )
+        )
+
+    async def main():
+        for i in range(5):
+            await write(i)
+
+    asyncio.run(main())
+    assert read_log(path)[0].empty  # still in the journal
+    log.flush()
+    log.flush()  # nothing new: no duplicates
+    exp = read_log(path)[0]
+    assert len(exp) == 10 and exp["rank"].tolist() == [1, 2] * 5
+    assert exp.iloc[0].tolist() == ["r0", "t", 0, "e", "a", 7, 1, "discover", 0.5, 0.1]
+    asyncio.run(write(99))
+    log.close()  # a clean stop moves the rest and removes the journal
+    assert len(read_log(path)[0]) == 12
+    assert list((tmp_path / "log.sqlite.journal").iterdir()) == []
+
+
+def test_journal_of_a_dead_process_is_recovered(tmp_path):
+    import json
+
+    path = tmp_path / "log.sqlite"
+    EventLog(path).close()
+    d = tmp_path / "log.sqlite.journal"
+    d.mkdir()
+    rows = [exposure_rows(f"r{i}", "t", i, "e", "a", [(5, "discover", 0.1, 0.0)]) for i in range(3)]
+    orphan = d / "exposures-1-dead.jsonl"
+    # two complete lines, then a line the crash cut short
+    orphan.write_bytes(
+        b"".join(json.dumps(r).encode() + b"\n" for r in rows[:2])
+        + json.dumps(rows[2]).encode()[:20]
+    )
+    live = EventLog(path, journal=True, flush_interval=60)  # opening the log recovers the orphan
+    exp = read_log(path)[0]
+    assert exp["request_id"].tolist() == ["r0", "r1"]
+    assert not orphan.exists()
+    assert [p.name for p in d.iterdir()] == [
+        live.journal.path.name
+    ]  # its own journal is left alone
+    live.close()
+
+
+def test_forget_reaches_exposures_still_in_the_journal(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path, journal=True, flush_interval=60)
+
+    async def main():
+        for c in (1, 2):
+            await log.append_exposures_async(
+                exposure_rows(f"r{c}", "t", c, "e", "a", [(5, "discover", 0.1, 0.0)])
+            )
+
+    asyncio.run(main())
+    assert log.forget(1) == {"exposures": 1, "events": 0}
+    assert log.counts() == {"exposures": 1, "events": 0}
     log.close()

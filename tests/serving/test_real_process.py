@@ -99,6 +99,8 @@ def test_no_acknowledged_exposure_is_lost_on_sigkill(home):
     for t in threads:
         t.join(timeout=30)
     assert len(acked) >= 150, f"only {len(acked)} responses before the deadline"
+    # the killed worker left its exposure journal behind: the restart must move it into the table
+    assert list((home / "serving" / "events.sqlite.journal").glob("*.jsonl"))
 
     srv2 = Server(home).start()  # restart on the same files
     try:

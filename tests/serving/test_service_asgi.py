@@ -47,6 +47,9 @@ def client(serving_dir, tiny_frames):
 
 
 def _exposures(serving_dir):
+    import bentoml
+
+    bentoml.get_current_service().eventlog.flush()  # exposures reach the table from a journal
     return read_log(serving_dir / "events.sqlite")[0]
 
 
