@@ -36,6 +36,8 @@ class OfferList:
     offers: tuple[Offer, ...]
     #: the offers' JSON, filled in once by the HTTP service (the list itself never changes)
     payload: bytes | None = field(default=None, compare=False, repr=False)
+    #: ``[[product_id, kind, score, discount], ...]`` as JSON, for the exposure log
+    exposures: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class OfferEngine:

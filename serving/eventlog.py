@@ -41,6 +41,7 @@ import asyncio
 import fcntl
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -79,11 +80,15 @@ CREATE TABLE IF NOT EXISTS events(
     product_id INTEGER, type TEXT, value REAL);
 CREATE TABLE IF NOT EXISTS journal_progress(journal TEXT PRIMARY KEY, moved INTEGER);
 """
-#: Moves a JSON array of journal lines (each a list of exposure rows) into the table, in SQLite's C code.
+#: Moves a JSON array of journal lines into the table, in SQLite's C code. A line is one served
+#: list: ``[request_id, ts, customer_id, experiment, arm, [[product_id, kind, score, discount], ...]]``
+#: with the offers in rank order.
 _MOVE_JOURNAL = (
     f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) SELECT "
-    + ", ".join(f"json_extract(r.value, '$[{i}]')" for i in range(len(EXPOSURE_COLUMNS)))
-    + " FROM json_each(?) AS line, json_each(line.value) AS r"
+    "json_extract(l.value, '$[0]'), json_extract(l.value, '$[1]'), json_extract(l.value, '$[2]'), "
+    "json_extract(l.value, '$[3]'), json_extract(l.value, '$[4]'), json_extract(o.value, '$[0]'), o.key + 1, "
+    "json_extract(o.value, '$[1]'), json_extract(o.value, '$[2]'), json_extract(o.value, '$[3]') "
+    "FROM json_each(?) AS l, json_each(json_extract(l.value, '$[5]')) AS o"
 )
 JOURNAL_SUFFIX = ".journal"
 _INSERT_EXPOSURE = f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) VALUES ({', '.join('?' * len(EXPOSURE_COLUMNS))})"
@@ -159,6 +164,18 @@ def exposure_rows(
     ]
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def offers_json(offers: Iterable[tuple[int, str, float, float]]) -> bytes:
+    """``[[product_id, kind, score, discount], ...]`` as JSON (non-finite numbers as null)."""
+    return json.dumps(
+        [[int(p), k, _finite(float(s)), _finite(float(d))] for p, k, s, d in offers],
+        separators=(",", ":"),
+    ).encode()
+
+
 # --------------------------------------------------------------------------- the exposure journal
 
 
@@ -185,7 +202,17 @@ def move_journal(conn: sqlite3.Connection, path: Path) -> int:
     payload = b"[" + b",".join(lines) + b"]"
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(_MOVE_JOURNAL, (payload.decode(),))
+        try:
+            conn.execute(_MOVE_JOURNAL, (payload.decode("utf-8", "replace"),))
+        except sqlite3.Error:
+            # a malformed line must not block the journal forever: move the others, log it
+            for i, line in enumerate(lines):
+                try:
+                    conn.execute(_MOVE_JOURNAL, ("[" + line.decode("utf-8", "replace") + "]",))
+                except sqlite3.Error as exc:
+                    logger.error(
+                        "skipping malformed line %d of exposure journal %s: %s", i, path, exc
+                    )
         conn.execute(
             "INSERT OR REPLACE INTO journal_progress(journal, moved) VALUES (?, ?)",
             (path.name, start + end),
@@ -291,8 +318,33 @@ class ExposureJournal:
         self._thread.start()
 
     def append(self, rows: Sequence[tuple]) -> None:
-        """One ``write()`` of one line: durable against the process dying once it returns."""
-        line = json.dumps(rows, separators=(",", ":")).encode() + b"\n"
+        """Journal the exposure rows of one response (same request, in rank order)."""
+        if not rows:
+            return
+        r0 = rows[0]
+        offers = json.dumps(
+            [[r[5], r[7], r[8], r[9]] for r in rows], separators=(",", ":")
+        ).encode()
+        self.append_list(r0[0], r0[1], r0[2], r0[3], r0[4], offers)
+
+    def append_list(
+        self,
+        request_id: str,
+        ts: str,
+        customer_id: int,
+        experiment: str,
+        arm: str,
+        offers_json: bytes,
+    ) -> None:
+        """One ``write()`` of one line: durable against the process dying once it returns.
+
+        ``offers_json`` is the JSON array ``[[product_id, kind, score, discount], ...]`` in rank
+        order (the service caches it per offer list).
+        """
+        head = json.dumps(
+            [request_id, ts, int(customer_id), experiment, arm], separators=(",", ":")
+        ).encode()
+        line = head[:-1] + b"," + offers_json + b"]\n"
         n = os.write(self._fd, line)
         if n != len(line):  # regular files do not write short except when the disk is full
             raise OSError(
@@ -505,6 +557,29 @@ class EventLog:
         return await fut
 
     # ------------------------------------------------------------------ reading, erasing, closing
+
+    async def append_list_async(
+        self,
+        request_id: str,
+        ts: str,
+        customer_id: int,
+        experiment: str,
+        arm: str,
+        offers: Sequence[tuple[int, str, float, float]],
+        encoded: bytes | None = None,
+    ) -> None:
+        """Log one served list: ``offers`` is ``(product_id, kind, score, discount)`` in rank order.
+
+        ``encoded``, the same as :func:`offers_json` made it, saves encoding it again (the
+        service caches it per offer list).
+        """
+        if self.journal is not None:
+            if encoded is None:
+                encoded = offers_json(offers)
+            return self.journal.append_list(request_id, ts, customer_id, experiment, arm, encoded)
+        await self.append_exposures_async(
+            exposure_rows(request_id, ts, customer_id, experiment, arm, offers)
+        )
 
     def flush(self) -> None:
         """Move this process's journal into the table now (readers otherwise lag by ``flush_interval``)."""

@@ -31,7 +31,7 @@ from features.config import get_settings
 from serving.bento_config import service_config
 from serving.config import load_config
 from serving.engine import OfferEngine, OfferList
-from serving.eventlog import EventLog, exposure_rows, now_iso
+from serving.eventlog import EventLog, now_iso, offers_json
 from serving.experiments import UnknownExperimentError
 from serving.middleware import TailorMiddleware, current_request_id
 from serving.rules import Offer
@@ -201,15 +201,12 @@ class Tailor:
                     detail=[{"loc": ["experiment"], "msg": str(exc), "type": "value_error"}],
                 )
             a = lst.assignment
-            rows = exposure_rows(
-                rid,
-                now_iso(),
-                request.customer_id,
-                a.experiment,
-                a.arm,
-                ((o.product_id, o.kind, o.score, o.discount) for o in lst.offers),
+            offers = [(o.product_id, o.kind, o.score, o.discount) for o in lst.offers]
+            if lst.exposures is None:
+                lst.exposures = offers_json(offers)
+            await self.eventlog.append_list_async(
+                rid, now_iso(), request.customer_id, a.experiment, a.arm, offers, lst.exposures
             )
-            await self.eventlog.append_exposures_async(rows)
             # the body is an OffersResponse (the declared type, documented in the OpenAPI page),
             # assembled from cached JSON: a repeat customer costs no model building
             return offers_response(rid, request.customer_id, lst)

@@ -182,7 +182,9 @@ def test_journal_of_a_dead_process_is_recovered(tmp_path):
     EventLog(path).close()
     d = tmp_path / "log.sqlite.journal"
     d.mkdir()
-    rows = [exposure_rows(f"r{i}", "t", i, "e", "a", [(5, "discover", 0.1, 0.0)]) for i in range(3)]
+    rows = [
+        [f"r{i}", "t", i, "e", "a", [[5, "discover", 0.1, 0.0]]] for i in range(3)
+    ]  # journal lines
     orphan = d / "exposures-1-dead.jsonl"
     # two complete lines, then a line the crash cut short
     orphan.write_bytes(
@@ -212,4 +214,24 @@ def test_forget_reaches_exposures_still_in_the_journal(tmp_path):
     asyncio.run(main())
     assert log.forget(1) == {"exposures": 1, "events": 0}
     assert log.counts() == {"exposures": 1, "events": 0}
+    log.close()
+
+
+def test_journal_survives_non_finite_scores_and_malformed_lines(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path, journal=True, flush_interval=60)
+
+    async def main():
+        await log.append_list_async("r1", "t", 1, "e", "a", [(5, "discover", float("nan"), 0.0)])
+
+    asyncio.run(main())
+    with open(log.journal.path, "ab") as fh:
+        fh.write(b"this is not json\n")
+    asyncio.run(log.append_list_async("r2", "t", 2, "e", "a", [(6, "replenish", 0.5, 0.1)]))
+    log.flush()
+    exp = read_log(path)[0]
+    assert exp["request_id"].tolist() == ["r1", "r2"] and exp["score"].isna().tolist() == [
+        True,
+        False,
+    ]
     log.close()
