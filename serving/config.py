@@ -71,6 +71,7 @@ class ExperimentsConfig:
 class EventLogConfig:
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    journal_flush_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -235,9 +236,15 @@ def _eventlog(raw: dict, where: str) -> EventLogConfig:
         raise ConfigError(
             f"{where}: eventlog.synchronous must be one of {', '.join(SYNCHRONOUS)}, got {sync!r}"
         )
+    flush = _get(sec, "journal_flush_seconds", float, f"{where}: eventlog", 1.0)
+    if not 0 < flush <= 60:
+        raise ConfigError(
+            f"{where}: eventlog.journal_flush_seconds must be in (0, 60], got {flush}"
+        )
     return EventLogConfig(
         synchronous=sync,
         busy_timeout_ms=_get(sec, "busy_timeout_ms", int, f"{where}: eventlog", 5000),
+        journal_flush_seconds=flush,
     )
 
 

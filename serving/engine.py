@@ -61,11 +61,18 @@ class OfferEngine:
         # so answers are memoised: a repeat request is one dictionary look-up.
         self.cache_size = cache_size
         self._cache: dict[tuple, OfferList] = {}
+        self._missing: dict[str | None, list[str]] = {}  # the store never changes: compute once
 
     # ------------------------------------------------------------------ readiness
 
     def missing(self, endpoint: str | None = None) -> list[str]:
         """What is missing for ``endpoint`` (every endpoint if None), as sentences; empty when ready."""
+        hit = self._missing.get(endpoint)
+        if hit is None:
+            hit = self._missing[endpoint] = self._find_missing(endpoint)
+        return list(hit)
+
+    def _find_missing(self, endpoint: str | None) -> list[str]:
         if self.store is None:
             return [self.store_problem or "the lookup store is not loaded"]
         families = (

@@ -84,11 +84,13 @@ CREATE TABLE IF NOT EXISTS journal_progress(journal TEXT PRIMARY KEY, moved INTE
 #: list: ``[request_id, ts, customer_id, experiment, arm, [[product_id, kind, score, discount], ...]]``
 #: with the offers in rank order.
 _MOVE_JOURNAL = (
-    f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) SELECT "
-    "json_extract(l.value, '$[0]'), json_extract(l.value, '$[1]'), json_extract(l.value, '$[2]'), "
-    "json_extract(l.value, '$[3]'), json_extract(l.value, '$[4]'), json_extract(o.value, '$[0]'), o.key + 1, "
-    "json_extract(o.value, '$[1]'), json_extract(o.value, '$[2]'), json_extract(o.value, '$[3]') "
-    "FROM json_each(?) AS l, json_each(json_extract(l.value, '$[5]')) AS o"
+    # the line's own fields are extracted once per line (a materialised CTE), not once per offer
+    "WITH lines AS MATERIALIZED (SELECT json_extract(value, '$[0]') AS rid, json_extract(value, '$[1]') AS ts, "
+    "json_extract(value, '$[2]') AS cid, json_extract(value, '$[3]') AS exp, json_extract(value, '$[4]') AS arm, "
+    "json_extract(value, '$[5]') AS offers FROM json_each(?)) "
+    f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) "
+    "SELECT rid, ts, cid, exp, arm, json_extract(o.value, '$[0]'), o.key + 1, json_extract(o.value, '$[1]'), "
+    "json_extract(o.value, '$[2]'), json_extract(o.value, '$[3]') FROM lines, json_each(lines.offers) AS o"
 )
 JOURNAL_SUFFIX = ".journal"
 _INSERT_EXPOSURE = f"INSERT INTO exposures({', '.join(EXPOSURE_COLUMNS)}) VALUES ({', '.join('?' * len(EXPOSURE_COLUMNS))})"

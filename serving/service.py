@@ -138,6 +138,7 @@ class Tailor:
             self.config.eventlog.synchronous,
             self.config.eventlog.busy_timeout_ms,
             journal=True,
+            flush_interval=self.config.eventlog.journal_flush_seconds,
         )
         if store is not None:
             logger.info("serving models %s as of %s", store.model_versions, store.as_of)
