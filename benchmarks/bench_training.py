@@ -31,7 +31,9 @@ WRAPPER = (
 
 def run(cmd: list[str], env: dict) -> tuple[float, float, int]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *cmd], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     secs = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -40,13 +42,20 @@ def run(cmd: list[str], env: dict) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--tasks", default="next-purchase,cross-sell,churn,value")
     ap.add_argument("--as-of", default="2017-12-01")
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="tailor-bench-")
-    env = {**os.environ, "TAILOR_HOME": home, "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
+    env = {
+        **os.environ,
+        "TAILOR_HOME": home,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     rows = []
     if not args.skip_train:
@@ -54,7 +63,9 @@ def main() -> None:
         rows.append(("tailor train all", secs, mb, rc, 300))
     for task in args.tasks.split(","):
         out = Path(home) / f"{task}.parquet"
-        secs, mb, rc = run(TAILOR + ["predict", task, "--as-of", args.as_of, "--out", str(out)], env)
+        secs, mb, rc = run(
+            TAILOR + ["predict", task, "--as-of", args.as_of, "--out", str(out)], env
+        )
         rows.append((f"tailor predict {task}", secs, mb, rc, 120))
     print(f"\n{'step':32s} {'seconds':>9s} {'peak MB':>9s} {'goal s':>7s} {'status':>8s}")
     for name, secs, mb, rc, goal in rows:
