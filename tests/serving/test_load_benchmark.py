@@ -1,0 +1,49 @@
+"""The load benchmark runner end to end on a tiny store (wrk against both servers, bounded)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from serving.store import build_store
+from tests.serving.procs import REPO
+from tests.serving.test_service_asgi import META
+
+
+@pytest.mark.slow
+def test_load_runner_measures_floor_and_tailor(tmp_path, tiny_frames):
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install -y wrk); .ci/run installs it")
+    store = build_store(tiny_frames, tmp_path / "store.sqlite", META)
+    out = tmp_path / "load.json"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "load" / "run.py"),
+            "--duration",
+            "1",
+            "--connections",
+            "2",
+            "--presets",
+            "tuned",
+            "--store",
+            str(store),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    rows = {(r["target"], r["connections"]): r for r in data["rows"]}
+    assert set(rows) == {("floor", 2), ("tailor", 2)}
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows.values())
+    assert "| tuned | tailor | 2 |" in out.with_suffix(".md").read_text()
+    assert any(g[0].startswith("(c)") for g in data["goals"])
