@@ -188,7 +188,7 @@ def test_journal_of_a_dead_process_is_recovered(tmp_path):
     orphan = d / "exposures-1-dead.jsonl"
     # two complete lines, then a line the crash cut short
     orphan.write_bytes(
-        b"".join(json.dumps(r).encode() + b"\n" for r in rows[:2])
+        b"".join(json.dumps(r).encode() + b",\n" for r in rows[:2])
         + json.dumps(rows[2]).encode()[:20]
     )
     live = EventLog(path, journal=True, flush_interval=60)  # opening the log recovers the orphan
@@ -226,7 +226,7 @@ def test_journal_survives_non_finite_scores_and_malformed_lines(tmp_path):
 
     asyncio.run(main())
     with open(log.journal.path, "ab") as fh:
-        fh.write(b"this is not json\n")
+        fh.write(b"this is not json,\n")
     asyncio.run(log.append_list_async("r2", "t", 2, "e", "a", [(6, "replenish", 0.5, 0.1)]))
     log.flush()
     exp = read_log(path)[0]
