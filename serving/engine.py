@@ -99,13 +99,13 @@ class OfferEngine:
         experiment: str | None = None,
     ) -> OfferList:
         """The ranked offers of one customer (raises UnknownExperimentError for an unknown experiment)."""
-        a = assign(customer_id, experiment, self.config.experiments)
         day = day or self.store.as_of
         basket = tuple(sorted(set(basket))) if basket else ()
-        key = (customer_id, n, day, basket, a)
+        key = (customer_id, n, day, basket, experiment)  # the arm is a function of these too
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        a = assign(customer_id, experiment, self.config.experiments)
         out = self._offer_list(customer_id, n, day, basket, a)
         if len(self._cache) >= self.cache_size:
             del self._cache[next(iter(self._cache))]  # the oldest entry

@@ -202,11 +202,20 @@ class Tailor:
                     detail=[{"loc": ["experiment"], "msg": str(exc), "type": "value_error"}],
                 )
             a = lst.assignment
-            offers = [(o.product_id, o.kind, o.score, o.discount) for o in lst.offers]
             if lst.exposures is None:
-                lst.exposures = offers_json(offers)
+                lst.exposures = offers_json(
+                    (o.product_id, o.kind, o.score, o.discount) for o in lst.offers
+                )
             await self.eventlog.append_list_async(
-                rid, now_iso(), request.customer_id, a.experiment, a.arm, offers, lst.exposures
+                rid,
+                now_iso(),
+                request.customer_id,
+                a.experiment,
+                a.arm,
+                [(o.product_id, o.kind, o.score, o.discount) for o in lst.offers]
+                if self.eventlog.journal is None
+                else (),
+                lst.exposures,
             )
             # the body is an OffersResponse (the declared type, documented in the OpenAPI page),
             # assembled from cached JSON: a repeat customer costs no model building

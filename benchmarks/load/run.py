@@ -239,10 +239,27 @@ def servers(preset: str, home: Path, log_dir: Path) -> tuple[Proc, Proc]:
     return floor, tailor
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
 def sweep(
-    presets: list[str], connections: list[int], duration: float, home: Path, ids: Path, threads: int
-) -> list[dict]:
-    rows = []
+    presets: list[str],
+    connections: list[int],
+    duration: float,
+    home: Path,
+    ids: Path,
+    threads: int,
+    repeat: int,
+) -> tuple[list[dict], list[dict]]:
+    """Run the sweep; returns (rows: the median over ``repeat`` runs per step, every run).
+
+    At each connection count the two servers take turns (floor, Tailor, Tailor, floor, ...), so
+    a burst of load from elsewhere on the machine hits both alike.
+    """
+    rows, runs = [], []
     for preset in presets:
         floor, tailor = servers(preset, home, home)
         try:
@@ -251,19 +268,36 @@ def sweep(
             for srv in (floor, tailor):  # warm up: first requests pay for imports and caches
                 run_wrk(srv.url, 4, 2, ids, threads)
             for c in connections:
-                for srv in (floor, tailor):
-                    r = run_wrk(srv.url, c, duration, ids, threads)
-                    r.update(preset=preset, target=srv.name)
-                    rows.append(r)
+                got: dict[str, list[dict]] = {"floor": [], "tailor": []}
+                for rep in range(repeat):
+                    for srv in (floor, tailor) if rep % 2 == 0 else (tailor, floor):
+                        r = run_wrk(srv.url, c, duration, ids, threads)
+                        r.update(preset=preset, target=srv.name, rep=rep)
+                        runs.append(r)
+                        got[srv.name].append(r)
+                for name in ("floor", "tailor"):
+                    rs = got[name]
+                    row = {
+                        "preset": preset,
+                        "target": name,
+                        "connections": c,
+                        "runs": len(rs),
+                        "requests": sum(r["requests"] for r in rs),
+                        "errors": sum(r["errors"] for r in rs),
+                    }
+                    for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
+                        row[k] = _median([r[k] for r in rs])
+                    rows.append(row)
                     print(
-                        f"{preset:17s} {srv.name:6s} c={c:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f}  "
-                        f"p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}",
+                        f"{preset:17s} {name:6s} c={c:<3d} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f}  "
+                        f"p95 {row['p95_ms']:6.2f}  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}"
+                        f"  (median of {len(rs)})",
                         flush=True,
                     )
         finally:
             tailor.stop()
             floor.stop()
-    return rows
+    return rows, runs
 
 
 def evaluate(rows: list[dict], preset: str = "tuned") -> list[tuple[str, bool, str]]:
@@ -329,7 +363,8 @@ def evaluate(rows: list[dict], preset: str = "tuned") -> list[tuple[str, bool, s
 def markdown(rows: list[dict], goals: list[tuple[str, bool, str]], meta: dict) -> str:
     lines = [
         f"Measured {meta['when']} on {meta['machine']}; wrk {meta['wrk']} (1 thread) on loopback, "
-        f"{meta['duration']} s per step; store: {meta['store']}.",
+        f"{meta['duration']} s per run, {meta.get('repeat', 1)} interleaved runs per step (medians shown); "
+        f"store: {meta['store']}.",
         "",
         "| settings | target | connections | req/s | p50 ms | p95 ms | p99 ms | errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -354,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per step, interleaved; the table shows medians"
+    )
+    ap.add_argument(
         "--store", type=Path, default=None, help="use this lookup store instead of building one"
     )
     ap.add_argument(
@@ -373,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         ids = write_ids(home, store)
         connections = [int(c) for c in args.connections.split(",")]
         presets = [p for p in args.presets.split(",") if p]
-        rows = sweep(presets, connections, args.duration, home, ids, args.threads)
+        rows, runs = sweep(
+            presets, connections, args.duration, home, ids, args.threads, args.repeat
+        )
         goals = evaluate(rows)
         wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[
             1:2
@@ -392,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         print(md)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"meta": meta, "rows": rows, "goals": goals}, indent=1))
+            args.out.write_text(
+                json.dumps({"meta": meta, "rows": rows, "runs": runs, "goals": goals}, indent=1)
+            )
             args.out.with_suffix(".md").write_text(md)
         return 0
     finally:

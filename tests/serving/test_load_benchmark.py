@@ -30,6 +30,8 @@ def test_load_runner_measures_floor_and_tailor(tmp_path, tiny_frames):
             "2",
             "--presets",
             "tuned",
+            "--repeat",
+            "1",
             "--store",
             str(store),
             "--out",
