@@ -1,0 +1,131 @@
+"""Value family on a planted shop: customers with known spend rates must be ordered by them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from test_churn import START, planted_shop
+from training import value
+from training.tiers import TIERS, TREATMENTS
+from training.value import ValueConfig, ValueModel
+
+CUTOFF = pd.Timestamp("2017-07-03")
+FAST = {
+    "train_cutoffs": 4,
+    "lgbm": {"n_estimators": 150, "learning_rate": 0.05, "min_child_samples": 20},
+}
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return planted_shop(n=200, days=300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(shop):
+    tables, _ = shop
+    return ValueModel(ValueConfig.from_dict(FAST)).fit(tables, CUTOFF)
+
+
+@pytest.fixture(scope="module")
+def predictions(shop, fitted):
+    tables, _ = shop
+    return fitted.predict(tables, CUTOFF).set_index("customer_id")
+
+
+def test_value_ordering_follows_planted_spend_rates(shop, predictions):
+    tables, truth = shop
+    day = (CUTOFF - START).days
+    # customers who keep buying through the window: expected 90-day spend = 90 * rate * value
+    stays = truth[truth["stop_day"] > day + 90].index.intersection(predictions.index)
+    planted = 90 * truth.loc[stays, "rate"] * truth.loc[stays, "value"]
+    rho = spearmanr(predictions.loc[stays, "expected_spend_90d"], planted).statistic
+    assert rho > 0.8, rho
+    # within a factor ~1.5 of the planted level on average (not just the order)
+    ratio = predictions.loc[stays, "expected_spend_90d"].sum() / planted.sum()
+    assert 0.65 < ratio < 1.5, ratio
+    # customers already gone (stopped 30+ days before the cutoff) are predicted near zero
+    gone = truth[truth["stop_day"] < day - 30].index.intersection(predictions.index)
+    assert len(gone) >= 5
+    assert predictions.loc[gone, "expected_spend_90d"].median() < 0.2 * planted.median()
+
+
+def test_prediction_columns_and_domains(predictions):
+    p = predictions
+    for c in ("expected_spend_90d", "clv_1y", "p_alive", "tier", "grid_cell", "treatment"):
+        assert c in p.columns, c
+    assert (p["expected_spend_90d"] >= 0).all()
+    assert (p["clv_1y"] >= p["expected_spend_90d"] - 1e-9).all()
+    assert p["p_alive"].between(0, 1).all()
+    assert set(p["tier"]) <= set(TIERS)
+    assert set(p["treatment"]) <= set(TREATMENTS)
+    # top 20% by predicted value are most valuable unless below zero (no discounts here)
+    assert (p["tier"] == "most_valuable").sum() == round(0.2 * len(p))
+    assert (p["tier"] == "below_zero").sum() == 0
+    assert (p["grid_cell"].str.startswith("high/")).sum() == round(0.2 * len(p))
+
+
+def test_below_zero_tier_from_discounts(shop, fitted):
+    tables, _ = shop
+    tx = tables.transactions.copy()
+    recent = tx["timestamp"] >= CUTOFF - pd.Timedelta(days=90)
+    cust, other = sorted(tx.loc[recent & (tx["timestamp"] < CUTOFF), "customer_id"].unique())[:2]
+    # discounts worth 40% of every purchase in the last 90 days: above the 25% margin
+    m = (tx["customer_id"] == cust) & recent
+    tx.loc[m, "retail_discount"] = 0.4 * tx.loc[m, "sales_value"]
+    t2 = type(tables)(transactions=tx)
+    out = fitted.predict(t2, CUTOFF, customer_ids=[cust, other]).set_index("customer_id")
+    assert out.loc[cust, "tier"] == "below_zero"
+    assert out.loc[cust, "net_margin_90d"] < 0
+    assert out.loc[other, "tier"] != "below_zero"
+
+
+def test_no_leakage_future_rows_change_nothing(shop, fitted):
+    tables, _ = shop
+    before = fitted.predict(tables, CUTOFF)
+    cut = tables.before(CUTOFF)
+    again = ValueModel(ValueConfig.from_dict(FAST)).fit(cut, CUTOFF).predict(cut, CUTOFF)
+    pd.testing.assert_frame_equal(before, again)
+    assert all(c + pd.Timedelta(days=90) <= CUTOFF for c in fitted.train_cutoffs_)
+
+
+def test_evaluate_family_beats_last_period_on_planted_shop(shop):
+    tables, _ = shop
+    ev = value.evaluate_family(tables, cutoffs=[CUTOFF], config=ValueConfig.from_dict(FAST))
+    assert list(ev.columns) == ["family", "model", "cutoff", "metric", "value"]
+    wide = ev.pivot_table(index="metric", columns="model", values="value")
+    assert set(wide.columns) == {"lightgbm", "last_90d_spend", "bgnbd_gamma_gamma"}
+    for m in ("mae", "spearman", "top20_capture"):
+        assert wide.loc[m].notna().all(), m
+    # quitters' warning phase (spend halves, visits thin out) is invisible to last-90-days spend
+    assert wide.loc["mae", "lightgbm"] < wide.loc["mae", "last_90d_spend"]
+    assert value.VALIDATION_METRIC == "mae" and value.VALIDATION_GREATER_IS_BETTER is False
+
+
+def test_family_api_pickles(shop, fitted):
+    import cloudpickle
+
+    tables, _ = shop
+    m = cloudpickle.loads(cloudpickle.dumps(fitted))
+    out = value.predict_family(m, tables, CUTOFF)
+    assert list(out.columns[:5]) == [
+        "customer_id",
+        "expected_spend_90d",
+        "clv_1y",
+        "p_alive",
+        "tier",
+    ]
+    assert out["customer_id"].is_unique
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown ValueConfig keys"):
+        ValueConfig.from_dict({"window": 30})
+    with pytest.raises(ValueError, match="gross_margin_rate must be in"):
+        ValueConfig(tiers={"gross_margin_rate": 2.0})
+    cfg = ValueConfig.from_dict({"lgbm": {"num_leaves": 7}})
+    assert cfg.lgbm["num_leaves"] == 7 and cfg.lgbm["random_state"] == 0
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ValueModel().predict_spend(pd.DataFrame({"a": [1.0]}))

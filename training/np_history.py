@@ -1,0 +1,119 @@
+"""Purchase history as of a cutoff, shared by the next-purchase baselines and ranker.
+
+Only sales (not returns) strictly before the cutoff are read. A basket is a set of
+distinct products; its time is the time of its first line.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from features.contract import Tables, is_return
+
+logger = logging.getLogger(__name__)
+
+DAY = pd.Timedelta(days=1)
+
+
+def sales_before(tables: Tables, cutoff) -> pd.DataFrame:
+    """Distinct (customer, basket, product) purchases before ``cutoff`` with the basket time.
+
+    A purchase is a sale line (``quantity > 0`` and ``sales_value >= 0``), the definition
+    used by :mod:`features.labels` and :mod:`features.customer_product`.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``customer_id, basket_id, product_id, timestamp`` (basket time), sorted by
+        customer, basket time, basket id, product id.
+    """
+    cutoff = pd.Timestamp(cutoff)
+    tx = tables.transactions
+    sale = (tx["quantity"] > 0) & (tx["sales_value"] >= 0)
+    tx = tx.loc[(tx["timestamp"] < cutoff) & sale, ["customer_id", "basket_id", "product_id", "timestamp"]]
+    if tx.empty:
+        return tx.reset_index(drop=True)
+    bt = tx.groupby("basket_id", sort=False)["timestamp"].transform("min")
+    out = tx.assign(timestamp=bt).drop_duplicates(["basket_id", "product_id"])
+    return out.sort_values(["customer_id", "timestamp", "basket_id", "product_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def popular_products(sales: pd.DataFrame) -> pd.DataFrame:
+    """Products by number of baskets that hold them (ties: more recent last sale, then id).
+
+    Returns columns ``product_id, baskets, last`` in rank order.
+    """
+    pop = sales.groupby("product_id", sort=True).agg(baskets=("basket_id", "size"), last=("timestamp", "max"))
+    pop = pop.reset_index().sort_values(["baskets", "last", "product_id"], ascending=[False, False, True], kind="stable")
+    return pop.reset_index(drop=True)
+
+
+def customer_product_counts(sales: pd.DataFrame) -> pd.DataFrame:
+    """Per (customer, product): baskets with it and the last purchase time, in P-TopFreq order.
+
+    Order within a customer: more baskets first, ties broken by the more recent last
+    purchase, then by product id.
+    """
+    cp = (
+        sales.groupby(["customer_id", "product_id"], sort=True)
+        .agg(count=("basket_id", "size"), last=("timestamp", "max"))
+        .reset_index()
+    )
+    return cp.sort_values(
+        ["customer_id", "count", "last", "product_id"], ascending=[True, False, False, True], kind="stable"
+    ).reset_index(drop=True)
+
+
+def window_labels(tables: Tables, cutoff, days: int = 14) -> pd.DataFrame:
+    """Distinct products bought in ``[cutoff, cutoff + days)`` by customers with history before it.
+
+    Uses :func:`features.labels.next_purchase_labels` when that module is available so the
+    whole project shares one definition; the fallback below implements the same protocol.
+    """
+    try:
+        from features.labels import next_purchase_labels
+    except ImportError:
+        next_purchase_labels = None
+    if next_purchase_labels is not None:
+        lab = next_purchase_labels(tables, cutoff, days=days)
+        return lab[["customer_id", "product_id"]].reset_index(drop=True)
+    cutoff = pd.Timestamp(cutoff)
+    tx = tables.transactions
+    sale = ~is_return(tx)
+    known = tx.loc[(tx["timestamp"] < cutoff) & sale, "customer_id"].unique()
+    win = tx.loc[(tx["timestamp"] >= cutoff) & (tx["timestamp"] < cutoff + days * DAY) & sale]
+    win = win[win["customer_id"].isin(known)]
+    lab = win[["customer_id", "product_id"]].drop_duplicates()
+    return lab.sort_values(["customer_id", "product_id"]).reset_index(drop=True)
+
+
+def top_n_per_row(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of the ``n`` largest entries of each row, best first.
+
+    Ties are broken by the lower column index, so the result is deterministic.
+    """
+    n = min(n, scores.shape[1])
+    if n <= 0:
+        return np.empty((scores.shape[0], 0), dtype=np.int64), np.empty((scores.shape[0], 0))
+    if n < scores.shape[1]:
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        vals = np.take_along_axis(scores, part, axis=1)
+        kth = vals.min(axis=1, keepdims=True)
+        # a row whose n-th value also occurs outside the partition is resolved by index
+        ambiguous = np.flatnonzero((scores >= kth).sum(axis=1) > n)
+        for i in ambiguous:
+            row = scores[i]
+            above = np.flatnonzero(row > kth[i, 0])
+            tie = np.flatnonzero(row == kth[i, 0])[: n - len(above)]
+            part[i] = np.concatenate([above, tie])
+        vals = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)
+        idx = np.take_along_axis(part, order, axis=1)
+    else:
+        idx = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)
+    return idx, np.take_along_axis(scores, idx, axis=1)
