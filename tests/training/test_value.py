@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
-
 from test_churn import START, planted_shop
+
 from training import value
 from training.tiers import TIERS, TREATMENTS
 from training.value import ValueConfig, ValueModel
