@@ -166,7 +166,7 @@ def print_evaluation(wide: pd.DataFrame, title: str) -> None:
         table.add_column(str(col), justify="right" if col not in ("family", "metric", "model") else "left")
     for row in wide.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
 
 
 def evaluate(

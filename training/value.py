@@ -60,6 +60,14 @@ class ValueConfig:
         Settings of the BG/NBD + Gamma-Gamma model (training.clv.ValueModelConfig).
     tiers : dict
         Overrides of training.tiers.TierConfig (margin rate, shares, trend thresholds).
+    target : {"ratio", "spend"}
+        ``ratio`` (default): the booster learns next-90-day spend divided by a per-customer
+        scale (the mean of last-90-day spend and the BG/NBD forecast, floored at
+        ``scale_floor``) with sample weight = scale, so an L1 objective on the ratio is
+        exactly the MAE of the spend and rows from early and late cutoffs are comparable;
+        ``spend``: the booster learns the spend itself.
+    scale_floor : float
+        Smallest scale (currency units) for the ratio target.
     lgbm : dict
         LightGBM parameters (objective included; ``n_jobs`` and seed fixed).
     """
@@ -70,10 +78,11 @@ class ValueConfig:
     min_history_days: int = 56
     clv: dict = field(default_factory=dict)
     tiers: dict = field(default_factory=dict)
+    target: str = "ratio"
+    scale_floor: float = 20.0
     lgbm: dict = field(
         default_factory=lambda: {
-            "objective": "huber",
-            "alpha": 100.0,
+            "objective": "l1",
             "n_estimators": 500,
             "learning_rate": 0.02,
             "num_leaves": 15,
@@ -93,6 +102,10 @@ class ValueConfig:
     def __post_init__(self):
         if self.horizon_days < 1 or self.train_cutoffs < 1 or self.train_step_days < 1:
             raise ValueError("horizon_days, train_cutoffs and train_step_days must be >= 1")
+        if self.target not in ("ratio", "spend"):
+            raise ValueError(f"target must be 'ratio' or 'spend', got {self.target!r}")
+        if not self.scale_floor > 0:
+            raise ValueError(f"scale_floor must be > 0, got {self.scale_floor!r}")
         TierConfig.from_dict(self.tiers)  # fail early on a bad tier override
 
     @classmethod
@@ -145,6 +158,10 @@ def value_features(
     X = model_features(tables, cutoff, ids, horizon_days=config.horizon_days, bgnbd=False)
     pvm = pvm if pvm is not None else _fit_probabilistic(tables, cutoff, config)
     bg = _bg_predictions(pvm, tables, cutoff, config.horizon_days).reindex(ids)
+    # Last-90-day spend of a customer seen for fewer than 90 days covers a shorter window:
+    # scaled to 90 days, so early training cutoffs and late ones mean the same thing.
+    observed = X["tenure_capped"].clip(lower=14.0, upper=config.horizon_days)
+    X["spend_window_90d"] = X["spend_90d"].fillna(0.0) * config.horizon_days / observed
     return X.join(bg)
 
 
@@ -222,6 +239,13 @@ def _recent_discounts(tables: Tables, cutoff, ids: pd.Index, days: int) -> pd.Da
     ).reindex(ids, fill_value=0.0)
 
 
+def spend_scale(X: pd.DataFrame, floor: float) -> np.ndarray:
+    """Per-customer scale of the ratio target: mean of last-90-day spend and the BG/NBD forecast."""
+    last = X["spend_window_90d"].fillna(0.0).clip(lower=0).to_numpy("float64")
+    bg = X["bg_expected_spend"].fillna(0.0).clip(lower=0).to_numpy("float64")
+    return np.maximum(0.5 * (last + bg), floor)
+
+
 class ValueModel:
     """LightGBM 90-day spend regressor + BG/NBD/Gamma-Gamma for CLV and p_alive.
 
@@ -256,7 +280,12 @@ class ValueModel:
         cutoff = pd.Timestamp(cutoff)
         cache = cache or _FrameCache(tables, cfg)
         X, y = training_frame(tables, cutoff, cfg, cache)
-        self.booster_ = lgb.LGBMRegressor(**cfg.lgbm).fit(X, y).booster_
+        if cfg.target == "ratio":
+            scale = spend_scale(X, cfg.scale_floor)
+            reg = lgb.LGBMRegressor(**cfg.lgbm).fit(X, y / scale, sample_weight=scale)
+        else:
+            reg = lgb.LGBMRegressor(**cfg.lgbm).fit(X, y)
+        self.booster_ = reg.booster_
         self.feature_names_ = list(X.columns)
         self.pvm_ = cache.get(cutoff, labels=False)[2]
         self.cutoff_ = cutoff
@@ -277,7 +306,10 @@ class ValueModel:
     def predict_spend(self, X: pd.DataFrame) -> np.ndarray:
         """90-day spend forecast for feature rows ``X`` (floored at 0)."""
         self._check_fitted()
-        return np.clip(self.booster_.predict(X.reindex(columns=self.feature_names_)), 0, None)
+        raw = self.booster_.predict(X.reindex(columns=self.feature_names_))
+        if self._config().target == "ratio":
+            raw = raw * spend_scale(X, self._config().scale_floor)
+        return np.clip(raw, 0, None)
 
     def predict(self, tables: Tables, cutoff, customer_ids=None) -> pd.DataFrame:
         """Value, CLV, p_alive, tier and grid cell of each customer as of ``cutoff``.
