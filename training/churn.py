@@ -105,13 +105,14 @@ class ChurnConfig:
     top_reasons: int = 3
     lgbm: dict = field(
         default_factory=lambda: {
-            "n_estimators": 500,
-            "learning_rate": 0.02,
-            "num_leaves": 4,
-            "min_child_samples": 200,
+            # chosen on the validation cutoff 2017-08-01 (ROC-AUC 0.899 vs 0.896 before)
+            "n_estimators": 1000,
+            "learning_rate": 0.01,
+            "num_leaves": 3,
+            "min_child_samples": 100,
             "subsample": 0.8,
             "subsample_freq": 1,
-            "colsample_bytree": 0.8,
+            "colsample_bytree": 0.5,
             "reg_lambda": 1.0,
             "n_jobs": 1,
             "random_state": 0,
