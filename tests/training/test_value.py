@@ -125,7 +125,21 @@ def test_config_validation():
         ValueConfig.from_dict({"window": 30})
     with pytest.raises(ValueError, match="gross_margin_rate must be in"):
         ValueConfig(tiers={"gross_margin_rate": 2.0})
+    with pytest.raises(ValueError, match="target must be 'ratio' or 'spend'"):
+        ValueConfig(target="log")
+    with pytest.raises(ValueError, match="scale_floor must be > 0"):
+        ValueConfig(scale_floor=0.0)
     cfg = ValueConfig.from_dict({"lgbm": {"num_leaves": 7}})
     assert cfg.lgbm["num_leaves"] == 7 and cfg.lgbm["random_state"] == 0
     with pytest.raises(RuntimeError, match="not fitted"):
         ValueModel().predict_spend(pd.DataFrame({"a": [1.0]}))
+
+
+def test_figures_feature_importance(fitted):
+    figs = value.figures(fitted)
+    ax = figs["feature_importance"].axes[0]
+    bars = ax.patches
+    assert 0 < len(bars) <= 20
+    widths = [b.get_width() for b in bars]
+    assert widths == sorted(widths)  # strongest at the top of the chart
+    assert abs(sum(widths) - 1.0) < 1e-9
