@@ -199,11 +199,53 @@ plt.show()
 `training.tiers` puts the two views together: **value** today and **potential** tomorrow.
 Tiers follow the book: *most valuable* (top of the value ranking), *most growable* (high
 potential, low share of their wallet), *below zero* (they cost more in discounts than they bring),
-and the rest. The 9-grid crosses three value bands with three potential bands; each cell gets its
-own treatment (reward, grow, retain, keep cheap).
+and the rest. The tiers and the grid below come from the value model (`training.value`: a LightGBM
+forecast of the next 90 days' spend, trained only on data before the cutoff).
 """),
     code("""
-TIERS_PLACEHOLDER = True  # replaced when training.tiers lands
+from training import value as value_family
+from training.tiers import GRID_TREATMENT, TIERS, TREATMENTS, grid_summary
+
+value_model = value_family.fit_family(tables, CUTOFF)  # LightGBM 90-day spend, trained before the cutoff
+scored = value_model.predict(tables, CUTOFF).set_index("customer_id")
+tiers = scored.groupby("tier").agg(
+    households=("expected_spend_90d", "size"),
+    mean_predicted_90d=("expected_spend_90d", "mean"),
+    predicted_90d=("expected_spend_90d", "sum"),
+    mean_net_margin_90d=("net_margin_90d", "mean"),
+    mean_wallet_share=("wallet_share", "mean"),
+).reindex(list(TIERS))
+tiers["pct_of_predicted_spend"] = 100 * tiers["predicted_90d"] / tiers["predicted_90d"].sum()
+assert tiers["households"].sum() == len(scored)
+tiers.drop(columns="predicted_90d").round(2)
+"""),
+    md("""
+*Most valuable* households get the deepest deals; *most growable* ones buy from us much less than
+households like them (same life-cycle stage) and are worth an investment; *below zero* households
+cost more in discounts than the margin they bring, so the offer rules give them no extra discount.
+
+The 9-grid crosses predicted value with the spend trend (recent against earlier spend); each cell
+has its treatment: **one-to-one** (personal lists, deepest deals), **one-to-many** (segment
+offers), **mass x partner** (manufacturer-funded mass deals), **improve** (grow the basket),
+**correct** (find out what went wrong, win back).
+"""),
+    code("""
+summary = grid_summary(scored, scored["expected_spend_90d"])
+counts = scored.pivot_table(index="value_class", columns="trend", values="expected_spend_90d",
+                            aggfunc="size", fill_value=0).reindex(index=["high", "mid", "low"],
+                                                                   columns=["declining", "stable", "growing"])
+fig, ax = plt.subplots(figsize=(7, 4.2))
+ax.imshow(counts.to_numpy(), cmap="Blues")
+for i, v in enumerate(counts.index):
+    for j, t in enumerate(counts.columns):
+        ax.text(j, i, f"{counts.loc[v, t]:,} households\\n{GRID_TREATMENT[f'{v}/{t}']}",
+                ha="center", va="center", fontsize=9)
+ax.set_xticks(range(3), counts.columns)
+ax.set_yticks(range(3), [f"{v} value" for v in counts.index])
+ax.set_title(f"Value x trend grid as of {CUTOFF:%Y-%m-%d} and each cell's treatment")
+plt.show()
+assert set(scored["treatment"]) <= set(TREATMENTS)
+summary
 """),
     md("""
 **What we learned.** Spend is concentrated: a fifth of the households bring most of the money, so
