@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import Tables
+from features.demographics import DEMOGRAPHIC_COLUMNS
 from training.metrics import classification_report
 from training.protocol import CHURN_ACTIVE_DAYS, CUTOFFS, PARTIAL_CHURN_SHARE, WINDOWS_DAYS
 
@@ -781,16 +782,8 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
     "tenure_capped": ("tenure", _reason_tenure),
     **{
         c: ("profile", _reason_profile)
-        for c in (
-            "has_demographics",
-            "age_mid",
-            "income_mid",
-            "homeowner",
-            "married",
-            "household_size_n",
-            "kids_n",
-            "adults_n",
-        )
+        for c in DEMOGRAPHIC_COLUMNS
+        if c != "lifecycle_stage"
     },
 }
 
