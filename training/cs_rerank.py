@@ -71,7 +71,10 @@ def make_signals(signal_params: dict[str, dict], min_buyers: int) -> dict[str, C
     unknown = sorted(set(signal_params) - set(SIGNAL_CLASSES))
     if unknown:
         raise ValueError(f"unknown cross-sell signal(s) {unknown}; known: {sorted(SIGNAL_CLASSES)}")
-    return {name: SIGNAL_CLASSES[name](**params, min_buyers=min_buyers) for name, params in signal_params.items()}
+    return {
+        name: SIGNAL_CLASSES[name](**params, min_buyers=min_buyers)
+        for name, params in signal_params.items()
+    }
 
 
 class SignalSet:
@@ -105,10 +108,16 @@ def _product_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.
     adopt28 = first_buys.reindex(h.items, fill_value=0).to_numpy("float64")
     at_risk = h.n_customers - (buyers - adopt28)  # customers who had not bought it 28 days ago
     tx = tables.transactions
-    recent = tx[(tx["timestamp"] >= h.cutoff - 14 * DAY) & (tx["timestamp"] < h.cutoff) & (tx["quantity"] > 0)]
+    recent = tx[
+        (tx["timestamp"] >= h.cutoff - 14 * DAY)
+        & (tx["timestamp"] < h.cutoff)
+        & (tx["quantity"] > 0)
+    ]
     recent = recent[recent["sales_value"] >= 0]
     promo = (recent["retail_discount"] > 0).groupby(recent["product_id"]).mean().reindex(h.items)
-    depth = (recent["retail_discount"] / (recent["sales_value"] + recent["retail_discount"]).where(lambda v: v > 0))
+    depth = recent["retail_discount"] / (recent["sales_value"] + recent["retail_discount"]).where(
+        lambda v: v > 0
+    )
     depth = depth.groupby(recent["product_id"]).mean().reindex(h.items)
     out = pd.DataFrame(
         {
@@ -150,7 +159,9 @@ def _customer_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd
     # products bought in those days
     lo = h.cutoff - 28 * DAY
     new = cp.loc[cp["first"] >= lo, "customer_id"].value_counts().reindex(h.customers, fill_value=0)
-    active = cp.loc[cp["last"] >= lo, "customer_id"].value_counts().reindex(h.customers, fill_value=0)
+    active = (
+        cp.loc[cp["last"] >= lo, "customer_id"].value_counts().reindex(h.customers, fill_value=0)
+    )
     out["c_new_products_28d"] = new.to_numpy("float64")
     out["c_new_share_28d"] = new.to_numpy("float64") / np.maximum(active.to_numpy("float64"), 1.0)
     return out
@@ -178,15 +189,24 @@ def _affinity_tables(h: CrossSellHistory, cp: pd.DataFrame) -> dict[str, pd.Data
         val = h.products[attr].reindex(cp["product_id"].to_numpy()).to_numpy(dtype=object)
         ok = pd.notna(val)
         d = pd.DataFrame(
-            {"customer_id": cp["customer_id"].to_numpy()[ok], attr: val[ok], "n": cp["n"].to_numpy()[ok],
-             "last": cp["last"].to_numpy()[ok], "new": recent[ok]}
+            {
+                "customer_id": cp["customer_id"].to_numpy()[ok],
+                attr: val[ok],
+                "n": cp["n"].to_numpy()[ok],
+                "last": cp["last"].to_numpy()[ok],
+                "new": recent[ok],
+            }
         )
         g = d.groupby(["customer_id", attr], sort=False).agg(
             products=("n", "size"), baskets=("n", "sum"), last=("last", "max"), new=("new", "sum")
         )
         g[f"a_{attr}_days"] = (h.cutoff - g.pop("last")).dt.total_seconds() / 86400.0
         g = g.rename(
-            columns={"products": f"a_{attr}_products", "baskets": f"a_{attr}_baskets", "new": f"a_{attr}_new56"}
+            columns={
+                "products": f"a_{attr}_products",
+                "baskets": f"a_{attr}_baskets",
+                "new": f"a_{attr}_new56",
+            }
         )
         out[attr] = g.reset_index()
     return out
@@ -283,6 +303,11 @@ class LightGBMReRanker(Ranker):
     min_buyers : int
         Item universe: products with at least this many buyers before the cutoff.
     seed : int
+    window_days : int
+        Label window of the training cutoffs (and their spacing).
+    drop_features : tuple of str
+        Feature-name prefixes left out of the model (e.g. features whose scale drifts with
+        the time since the data start, which differ between training and scoring cutoffs).
     """
 
     name = "lgbm_rerank"
@@ -297,6 +322,8 @@ class LightGBMReRanker(Ranker):
         lgbm_params: dict | None = None,
         min_buyers: int = 2,
         seed: int = 0,
+        window_days: int = WINDOW_DAYS,
+        drop_features: tuple[str, ...] = (),
     ):
         self.signal_params = signal_params
         self.candidates = candidates
@@ -306,6 +333,8 @@ class LightGBMReRanker(Ranker):
         self.lgbm_params = lgbm_params
         self.min_buyers = min_buyers
         self.seed = seed
+        self.window_days = window_days
+        self.drop_features = drop_features
 
     # ------------------------------------------------------------------ fit
 
@@ -329,24 +358,32 @@ class LightGBMReRanker(Ranker):
             raise ValueError(f"objective must be 'lambdarank' or 'binary', got {self.objective!r}")
         if self.train_cutoffs < 1:
             raise ValueError(f"train_cutoffs must be >= 1, got {self.train_cutoffs!r}")
+        if self.window_days < 1:
+            raise ValueError(f"window_days must be >= 1, got {self.window_days!r}")
         cutoff = pd.Timestamp(cutoff)
         past = tables.before(cutoff)  # nothing at or after T can reach the training labels
         first = past.transactions["timestamp"].min()
         frames = []
         for k in range(1, self.train_cutoffs + 1):
-            tk = cutoff - k * WINDOW_DAYS * DAY
-            if tk <= first + WINDOW_DAYS * DAY:
-                logger.warning("cross-sell re-ranker: skipping training cutoff %s (too little history)", tk.date())
+            tk = cutoff - k * self.window_days * DAY
+            if tk <= first + self.window_days * DAY:
+                logger.warning(
+                    "cross-sell re-ranker: skipping training cutoff %s (too little history)",
+                    tk.date(),
+                )
                 continue
             frames.append(self._training_frame(past, tk, progress))
         frames = [f for f in frames if len(f)]
         if not frames:
             raise ValueError(
                 f"cross-sell re-ranker: no training data before {cutoff.date()} "
-                f"(needs purchases before {(cutoff - 2 * WINDOW_DAYS * DAY).date()} and labels after)"
+                f"(needs purchases before {(cutoff - 2 * self.window_days * DAY).date()} and labels after)"
             )
         train = pd.concat(frames, ignore_index=True)
-        self.feature_names_ = feature_columns(train.drop(columns=["group"]))
+        drop = tuple(self.drop_features)
+        self.feature_names_ = [
+            c for c in feature_columns(train.drop(columns=["group"])) if not c.startswith(drop)
+        ]
         params = {
             "n_estimators": 300,
             "learning_rate": 0.05,
@@ -356,7 +393,7 @@ class LightGBMReRanker(Ranker):
             "subsample_freq": 1,
             "colsample_bytree": 0.8,
             "reg_lambda": 1.0,
-            "n_jobs": 2,
+            "n_jobs": 1,  # 2 threads on 2 busy cores spin-wait: 10x slower than one
             "deterministic": True,
             "force_row_wise": True,
             "verbose": -1,
@@ -376,10 +413,23 @@ class LightGBMReRanker(Ranker):
         self.model_ = model
         self.train_rows_ = len(train)
         self.train_positive_rate_ = float(y.mean())
-        logger.info("cross-sell re-ranker: %d rows (%.2f%% positive), trained in %.1f s",
-                    len(train), 100 * y.mean(), time.perf_counter() - t0)
+        logger.info(
+            "cross-sell re-ranker: %d rows (%.2f%% positive), trained in %.1f s",
+            len(train),
+            100 * y.mean(),
+            time.perf_counter() - t0,
+        )
         if progress:
             progress(f"fitting signals at {cutoff.date()}")
+        return self.prepare(tables, cutoff)
+
+    def prepare(self, tables: Tables, cutoff) -> LightGBMReRanker:
+        """Fit the signals on purchases before ``cutoff``, keeping the trained LightGBM.
+
+        Used to score as of a later date with the same model (serving, ``predict``).
+        """
+        self._check_fitted()
+        cutoff = pd.Timestamp(cutoff)
         self.signals_ = SignalSet(tables, cutoff, self._signal_params(), self.min_buyers)
         self.cutoff_ = cutoff
         return self
@@ -390,15 +440,21 @@ class LightGBMReRanker(Ranker):
         if progress:
             progress(f"re-ranker training cutoff {tk.date()}")
         sig = SignalSet(past, tk, self._signal_params(), self.min_buyers)
-        labels = cross_sell_labels(past, tk, days=WINDOW_DAYS)
+        labels = cross_sell_labels(past, tk, days=self.window_days)
         pos_customers = np.sort(labels["customer_id"].unique())
         cand = candidate_frame(sig, pos_customers, self._candidates(), self.rank_depth)
         key = pd.MultiIndex.from_frame(labels[["customer_id", "product_id"]])
-        cand["label"] = pd.MultiIndex.from_frame(cand[["customer_id", "product_id"]]).isin(key).astype(int)
+        cand["label"] = (
+            pd.MultiIndex.from_frame(cand[["customer_id", "product_id"]]).isin(key).astype(int)
+        )
         has_pos = cand.groupby("customer_id")["label"].transform("max") > 0
         cand = cand[has_pos].reset_index(drop=True)
         cand["group"] = tk.strftime("%Y%m%d") + "-" + cand["customer_id"].astype(str)
-        logger.debug("training cutoff %s: candidate recall %.3f", tk.date(), cand["label"].sum() / max(len(labels), 1))
+        logger.debug(
+            "training cutoff %s: candidate recall %.3f",
+            tk.date(),
+            cand["label"].sum() / max(len(labels), 1),
+        )
         return cand
 
     # ------------------------------------------------------------------ predict
@@ -423,48 +479,101 @@ class LightGBMReRanker(Ranker):
     def recommend(self, customer_ids, n: int = 10, reasons: bool = False) -> pd.DataFrame:
         """Top ``n`` never-bought products per customer (cold customers: recent popularity).
 
-        With ``reasons=True`` a ``reason`` column names the strongest signal (for
-        co-occurrence: the history product the recommendation goes with).
+        Customers with fewer than ``n`` candidates are completed with the most popular
+        products they never bought. With ``reasons=True`` a ``reason`` column names the
+        strongest signal (for the item-based signals: the history product the
+        recommendation goes with).
         """
-        self._check_fitted()
+        if not hasattr(self, "signals_"):
+            raise RuntimeError("LightGBMReRanker is not fitted; call fit(tables, cutoff) first")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
+        extra = ["reason"] if reasons else []
         ids = np.asarray(as_id_list(customer_ids), dtype="int64")
         if len(ids) == 0:
-            return empty_recs(["reason"] if reasons else [])
+            return empty_recs(extra)
         known = self.signals_.history.rows(ids) >= 0
         frames = []
+        pop = self._popularity()
         if known.any():
             cand = self.score_candidates(ids[known])
-            cand = cand.sort_values(["customer_id", "score", "product_id"], ascending=[True, False, True], kind="stable")
+            cand = cand.sort_values(
+                ["customer_id", "score", "product_id"], ascending=[True, False, True], kind="stable"
+            )
             cand["rank"] = cand.groupby("customer_id", sort=False).cumcount() + 1
             top = cand[cand["rank"] <= n]
             if reasons:
                 top = top.assign(reason=self._reasons(top))
-            frames.append(top[RECS_COLUMNS + (["reason"] if reasons else [])])
+            top = top[RECS_COLUMNS + extra]
+            short = pd.Series(ids[known]).loc[
+                lambda c: ~c.isin(top["customer_id"].value_counts().loc[lambda v: v >= n].index)
+            ]
+            if len(short):
+                top = pd.concat(
+                    [top, self._pad(top, short.to_numpy(), pop, n, extra)], ignore_index=True
+                )
+            frames.append(top)
         if (~known).any():
-            pop = self.signals_.signals.get("popularity") or PopularityRanker(min_buyers=self.min_buyers).fit(
-                None, self.cutoff_, history=self.signals_.history
-            )
-            cold = pop.recommend(ids[~known], n)
-            frames.append(cold[RECS_COLUMNS + (["reason"] if reasons else [])])
+            frames.append(pop.recommend(ids[~known], n)[RECS_COLUMNS + extra])
         out = pd.concat(frames, ignore_index=True)
         out["rank"] = out["rank"].astype("int64")
         return out.sort_values(["customer_id", "rank"], kind="stable").reset_index(drop=True)
 
+    def _popularity(self) -> PopularityRanker:
+        pop = self.signals_.signals.get("popularity")
+        if pop is None:
+            pop = PopularityRanker(min_buyers=self.min_buyers).fit(
+                None, self.cutoff_, history=self.signals_.history
+            )
+        return pop
+
+    @staticmethod
+    def _pad(
+        top: pd.DataFrame, short: np.ndarray, pop: PopularityRanker, n: int, extra: list[str]
+    ) -> pd.DataFrame:
+        """Popular never-bought products after each short list, below its last score."""
+        have = top[top["customer_id"].isin(short)]
+        fill = pop.recommend(short, 2 * n)
+        fill = fill.merge(have[["customer_id", "product_id"]], how="left", indicator=True)
+        fill = fill[fill["_merge"] == "left_only"].drop(columns="_merge")
+        count = have.groupby("customer_id").size().reindex(short, fill_value=0)
+        low = have.groupby("customer_id")["score"].min().reindex(short).fillna(0.0)
+        fill["rank"] = (
+            fill.groupby("customer_id").cumcount() + 1 + fill["customer_id"].map(count).to_numpy()
+        )
+        fill = fill[fill["rank"] <= n]
+        fill["score"] = fill["customer_id"].map(low).to_numpy() - 1e-6 * (fill["rank"].to_numpy())
+        return fill[RECS_COLUMNS + extra]
+
     def _reasons(self, top: pd.DataFrame) -> list[str]:
         names = [n for n in self.signals_.signals if f"r_{n}" in top.columns]
         ranks = top[[f"r_{n}" for n in names]].to_numpy()
-        best = [names[i] for i in ranks.argmin(axis=1)]
+        best = np.array([names[i] for i in ranks.argmin(axis=1)], dtype=object)
+        out = np.array([SIGNAL_REASONS.get(b, "recommended for you") for b in best], dtype=object)
         h = self.signals_.history
-        desc = h.products["description"] if h.products is not None and "description" in h.products.columns else None
-        out = []
-        co = self.signals_.signals.get("cooccurrence") or self.signals_.signals.get("item_knn")
-        for (cust, prod), signal in zip(top[["customer_id", "product_id"]].itertuples(index=False), best, strict=True):
-            if signal in ("cooccurrence", "item_knn") and co is not None and desc is not None:
-                partner, sim = co.explain(int(h.rows([cust])[0]), h.cols([prod]))
-                if partner[0] >= 0 and sim[0] > 0:
-                    out.append("often bought with " + str(desc.get(h.items[partner[0]], "your usual products")))
-                    continue
-            out.append(SIGNAL_REASONS.get(signal, "recommended for you").replace("{description}", "your usual products"))
-        return out
+        desc = (
+            h.products["description"]
+            if h.products is not None and "description" in h.products.columns
+            else None
+        )
+        item_based = {
+            n: self.signals_.signals[n]
+            for n in ("cooccurrence", "item_knn")
+            if n in self.signals_.signals
+        }
+        cust = top["customer_id"].to_numpy()
+        cols = h.cols(top["product_id"].to_numpy())
+        for name, ranker in item_based.items():
+            sel = np.flatnonzero(best == name)
+            if desc is None or len(sel) == 0:
+                continue
+            # one explain call per customer (its rows are contiguous after the sort)
+            for c in np.unique(cust[sel]):
+                pos = sel[cust[sel] == c]
+                partner, sim = ranker.explain(int(h.rows([c])[0]), cols[pos])
+                for p, j, v in zip(pos, partner, sim, strict=True):
+                    if j >= 0 and v > 0:
+                        out[p] = "often bought with " + str(
+                            desc.get(h.items[j], "your usual products")
+                        )
+        return [str(r).replace("{description}", "your usual products") for r in out]
