@@ -1,0 +1,305 @@
+"""Cross-sell family: baselines on hand-made cases, planted preferences, config, leakage, output."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import Tables
+from training import cross_sell as cs
+from training.cs_rankers import ItemKNNRanker, PopularityRanker
+
+CUTOFF = pd.Timestamp("2017-06-01")
+#: A small, fast configuration for synthetic shops (the defaults are sized for Complete Journey).
+FAST = {
+    "min_buyers": 2,
+    "signals": {
+        "popularity": {"days": 28},
+        "item_knn": {"neighbours": 30},
+        "als": {"factors": 16, "iterations": 6},
+    },
+    "candidates": {"popularity": 20, "item_knn": 30, "als": 30},
+    "lgbm": {"n_estimators": 60, "min_child_samples": 20, "num_leaves": 15},
+    "knn_neighbours": 30,
+}
+
+
+def _tx(rows) -> Tables:
+    """Transactions from ``(customer, product, day)`` rows, one basket per (customer, day)."""
+    df = pd.DataFrame(rows, columns=["customer_id", "product_id", "day"])
+    df["timestamp"] = pd.Timestamp("2017-01-01") + pd.to_timedelta(df.pop("day"), unit="D")
+    df["basket_id"] = df.groupby(["customer_id", "timestamp"]).ngroup() + 1000
+    df["store_id"] = 1
+    df["quantity"] = 1.0
+    df["sales_value"] = 2.0
+    df["retail_discount"] = 0.0
+    df["coupon_discount"] = 0.0
+    cols = [
+        "customer_id",
+        "basket_id",
+        "product_id",
+        "store_id",
+        "timestamp",
+        "quantity",
+        "sales_value",
+    ]
+    return Tables(
+        transactions=df[cols + ["retail_discount", "coupon_discount"]].astype(
+            {"product_id": "int64"}
+        )
+    )
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def test_popularity_counts_recent_buyers_and_excludes_bought():
+    # product 10: 3 recent buyers, 11: 2, 12: 1 recent + 3 old ones (outside the 28 days), 13: 1
+    rows = [
+        (1, 10, 40),
+        (2, 10, 41),
+        (3, 10, 42),
+        (2, 11, 43),
+        (3, 11, 44),
+        (4, 12, 45),
+        (4, 13, 46),
+    ]
+    rows += [(5, 12, 1), (6, 12, 2), (7, 12, 3)]
+    tables = _tx(rows)
+    cutoff = pd.Timestamp("2017-02-20")  # day 50: the last 28 days are days 22-49
+    pop = PopularityRanker(days=28, min_buyers=1).fit(tables, cutoff)
+    recs = pop.recommend([1, 4, 99], n=3)
+    got = {c: g["product_id"].tolist() for c, g in recs.groupby("customer_id")}
+    assert got[1] == [
+        11,
+        12,
+        13,
+    ]  # 10 already bought; 12 and 13 tie on recent buyers, 12 has more all-time
+    assert got[4] == [10, 11]  # 12 and 13 bought; only two products left
+    assert got[99] == [10, 11, 12]  # no history: plain popularity
+    assert recs[recs["customer_id"] == 1]["rank"].tolist() == [1, 2, 3]
+
+
+def test_item_knn_scores_by_cosine_similarity_to_history():
+    # buyers: product 1 -> {A,B,C,D}, 2 -> {A,B}, 3 -> {A}, 4 -> {E}
+    # cos(1,2) = 2/sqrt(4*2) = .707, cos(1,3) = 1/sqrt(4*1) = .5, cos(2,3) = 1/sqrt(2) = .707
+    rows = [("A", 1), ("B", 1), ("C", 1), ("D", 1), ("A", 2), ("B", 2), ("A", 3), ("E", 4)]
+    rows = [(c, p, i) for i, (c, p) in enumerate((ord(c), p) for c, p in rows)]
+    tables = _tx(rows)
+    knn = ItemKNNRanker(neighbours=10, min_buyers=1).fit(tables, "2017-02-01")
+    recs = knn.recommend([ord("D"), ord("B"), ord("E")], n=2)
+    got = {c: g for c, g in recs.groupby("customer_id")}
+    d = got[ord("D")]  # history {1}
+    assert d["product_id"].tolist() == [2, 3]
+    np.testing.assert_allclose(d["score"], [2 / np.sqrt(8), 0.5], rtol=1e-5)
+    b = got[ord("B")]  # history {1, 2}: 3 scores .5 + .707, 4 scores 0
+    assert b["product_id"].tolist() == [3, 4]
+    np.testing.assert_allclose(b["score"], [0.5 + 1 / np.sqrt(2), 0.0], atol=1e-5)
+    e = got[
+        ord("E")
+    ]  # history {4}: nothing similar, zero scores tie by id; 4 itself never comes back
+    assert e["product_id"].tolist() == [1, 2]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train_cutoffs": 0}, "train_cutoffs must be an integer >= 1"),
+        ({"window_days": -3}, "window_days must be an integer >= 1"),
+        ({"objective": "poisson"}, "objective must be 'binary' or 'lambdarank'"),
+        ({"signals": {}}, "signals is empty"),
+        ({"signals": {"magic": {}}}, r"unknown signal\(s\) \['magic'\]"),
+        (
+            {"candidates": {"als": 10, "look_alike": 5}},
+            r"candidates for signal\(s\) \['look_alike'\]",
+        ),
+        ({"candidates": {"als": -1}}, "candidates must be integers >= 0"),
+        (
+            {"candidates": {"als": 0, "item_knn": 0, "popularity": 0}},
+            "no signal contributes candidates",
+        ),
+        ({"lgbm": {"n_jobs": 8}}, "n_jobs must be 1 or 2"),
+        ({"learning_rate": 0.1}, "unknown cross-sell setting 'learning_rate'"),
+    ],
+)
+def test_config_validation_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cs.default_config(**overrides)
+
+
+def test_config_merges_lgbm_and_keeps_defaults():
+    cfg = cs.default_config(lgbm={"n_estimators": 10})
+    assert (
+        cfg.lgbm["n_estimators"] == 10 and cfg.lgbm["n_jobs"] == 1 and "learning_rate" in cfg.lgbm
+    )
+    assert cs.default_config().signals == cs.CrossSellConfig().signals
+
+
+# ----------------------------------------------------------------------------- synthetic shop
+
+
+@pytest.fixture(scope="module")
+def shop():
+    from features.sources.synthetic import generate_with_truth
+
+    tables, truth = generate_with_truth(customers=400, products=250, days=200, seed=3)
+    return tables, truth
+
+
+@pytest.fixture(scope="module")
+def fitted(shop):
+    tables, _ = shop
+    return cs.fit_family(tables, CUTOFF, cs.default_config(**FAST))
+
+
+def test_reranker_recovers_planted_department_preferences(shop, fitted):
+    tables, truth = shop
+    ids = fitted.signals_.history.customers
+    dept = tables.products.set_index("product_id")["department"]
+    weights = truth.department_weights
+    if "customer_id" in weights.columns:
+        weights = weights.set_index("customer_id")
+
+    def planted_weight(recs: pd.DataFrame) -> float:
+        d = dept.reindex(recs["product_id"]).to_numpy()
+        w = [
+            weights.at[c, x] if x in weights.columns else 0.0
+            for c, x in zip(recs["customer_id"], d, strict=True)
+        ]
+        return float(np.mean(w))
+
+    model_w = planted_weight(fitted.recommend(ids, 10))
+    pop_w = planted_weight(fitted.signals_.signals["popularity"].recommend(ids, 10))
+    # the lists follow each customer's own department mix, popularity only the shop's
+    assert model_w > 1.3 * pop_w, (model_w, pop_w)
+    # and the model beats the popularity baseline on the protocol's metric
+    ev = cs.evaluate_family(tables, [CUTOFF], cs.default_config(**FAST))
+    ndcg = ev[ev["metric"] == "ndcg@10"].set_index("model")["value"]
+    assert {"lgbm_rerank", "popularity", "item_knn", "als"} <= set(ndcg.index)
+    assert ndcg["lgbm_rerank"] > ndcg["popularity"]
+    n = ev[ev["metric"] == "n_customers"]["value"]
+    assert n.nunique() == 1 and n.iloc[0] > 50  # every model on the same customers
+
+
+def test_predict_format_every_customer_k_new_products(shop, fitted):
+    tables, _ = shop
+    out = cs.predict_family(fitted, tables, CUTOFF, k=7)
+    assert list(out.columns) == ["customer_id", "product_id", "rank", "score", "reason"]
+    tx = tables.transactions
+    before = tx[(tx["timestamp"] < CUTOFF) & (tx["quantity"] > 0) & (tx["sales_value"] >= 0)]
+    assert set(out["customer_id"]) == set(before["customer_id"])
+    sizes = out.groupby("customer_id").size()
+    assert (sizes == 7).all()
+    assert (
+        out.groupby("customer_id")["rank"].apply(list).map(lambda r: r == list(range(1, 8)))
+    ).all()
+    # scores decrease with rank within each list
+    assert (out.groupby("customer_id")["score"].diff().dropna() <= 1e-12).all()
+    bought = set(map(tuple, before[["customer_id", "product_id"]].to_numpy()))
+    assert not any(
+        (c, p) in bought for c, p in out[["customer_id", "product_id"]].itertuples(index=False)
+    )
+    assert out["reason"].map(lambda r: isinstance(r, str) and len(r) > 5).all()
+    assert not out.duplicated(["customer_id", "product_id"]).any()
+
+
+def test_same_seed_same_output_and_pickle_round_trip(shop, fitted):
+    import cloudpickle
+
+    tables, _ = shop
+    a = cs.predict_family(fitted, tables, CUTOFF, k=5)
+    again = cs.fit_family(tables, CUTOFF, cs.default_config(**FAST))
+    pd.testing.assert_frame_equal(a, cs.predict_family(again, tables, CUTOFF, k=5))
+    restored = cloudpickle.loads(cloudpickle.dumps(fitted))
+    pd.testing.assert_frame_equal(a, cs.predict_family(restored, tables, CUTOFF, k=5))
+    assert restored.feature_names_ == fitted.feature_names_ and len(fitted.feature_names_) > 10
+
+
+def test_no_leakage_events_at_or_after_cutoff_change_nothing(shop, fitted):
+    tables, _ = shop
+    tx = tables.transactions
+    cust = int(tx["customer_id"].iloc[0])
+    prods = tx["product_id"].drop_duplicates().head(40).to_numpy()
+    planted = pd.DataFrame(
+        {
+            "customer_id": cust,
+            "basket_id": tx["basket_id"].max() + 1 + np.arange(len(prods)),
+            "product_id": prods,
+            "store_id": tx["store_id"].iloc[0],
+            "timestamp": [
+                CUTOFF + pd.Timedelta(hours=h) for h in range(len(prods))
+            ],  # first one exactly at T
+            "quantity": 5.0,
+            "sales_value": 50.0,
+            "retail_discount": 0.0,
+            "coupon_discount": 0.0,
+        }
+    )
+    leaky = dataclasses.replace(tables, transactions=pd.concat([tx, planted], ignore_index=True))
+    a = cs.predict_family(fitted, tables, CUTOFF, k=5)
+    b = cs.predict_family(
+        cs.fit_family(leaky, CUTOFF, cs.default_config(**FAST)), leaky, CUTOFF, k=5
+    )
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_predict_at_a_later_cutoff_refits_signals_on_a_copy(shop, fitted):
+    tables, _ = shop
+    later = CUTOFF + pd.Timedelta(days=14)
+    out = cs.predict_family(fitted, tables, later, k=3)
+    assert fitted.cutoff_ == CUTOFF  # the fitted model is unchanged
+    tx = tables.transactions
+    bought = tx[(tx["timestamp"] < later) & (tx["quantity"] > 0)][["customer_id", "product_id"]]
+    hit = out.merge(bought.drop_duplicates(), on=["customer_id", "product_id"])
+    assert hit.empty  # products bought before the later cutoff are excluded
+    assert (out.groupby("customer_id").size() == 3).all()
+
+
+def test_figures_and_feature_importance(fitted):
+    imp = cs.feature_importance(fitted)
+    assert abs(imp.sum() - 1.0) < 1e-9 and set(imp.index) == set(fitted.feature_names_)
+    figs = cs.figures(fitted)
+    assert set(figs) == {"feature_importance"} and figs["feature_importance"].axes
+
+
+def test_mlflow_round_trip(tmp_path, monkeypatch, shop, fitted):
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from training import tracking
+
+    tracking.configure()
+    tables, _ = shop
+    preds = cs.predict_family(fitted, tables, CUTOFF, k=5)
+    ev = pd.DataFrame(
+        {
+            "family": "cross_sell",
+            "model": ["lgbm_rerank"],
+            "cutoff": [CUTOFF],
+            "metric": ["ndcg@10"],
+            "value": [0.1],
+        }
+    )
+    _, version = tracking.log_family_run(
+        "cross_sell",
+        fitted,
+        preds,
+        cutoff=CUTOFF,
+        config=fitted.config_,
+        evaluation=ev,
+        validation_metric=cs.VALIDATION_METRIC,
+        validation_value=0.1,
+        feature_names=fitted.feature_names_,
+        fingerprint=tracking.data_fingerprint(tables),
+        figures=cs.figures(fitted),
+    )
+    ok, _ = tracking.promote_if_better("cross_sell", version)
+    assert ok
+    model, v = tracking.load_champion("cross_sell")
+    assert v == version
+    pd.testing.assert_frame_equal(preds, cs.predict_family(model, tables, CUTOFF, k=5))
