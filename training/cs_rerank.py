@@ -423,6 +423,14 @@ class LightGBMReRanker(Ranker):
             progress(f"fitting signals at {cutoff.date()}")
         return self.prepare(tables, cutoff)
 
+    def __getstate__(self) -> dict:
+        # The signals fitted as of the cutoff (purchase history, item-item similarities,
+        # ALS factors: ~150 MB on Complete Journey) are not pickled; a restored model
+        # refits them from the tables with :meth:`prepare` (deterministic, same output).
+        state = self.__dict__.copy()
+        state.pop("signals_", None)
+        return state
+
     def prepare(self, tables: Tables, cutoff) -> LightGBMReRanker:
         """Fit the signals on purchases before ``cutoff``, keeping the trained LightGBM.
 
@@ -484,8 +492,11 @@ class LightGBMReRanker(Ranker):
         strongest signal (for the item-based signals: the history product the
         recommendation goes with).
         """
+        self._check_fitted()
         if not hasattr(self, "signals_"):
-            raise RuntimeError("LightGBMReRanker is not fitted; call fit(tables, cutoff) first")
+            raise RuntimeError(
+                "LightGBMReRanker has no signals (they are not pickled); call prepare(tables, cutoff) first"
+            )
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
         extra = ["reason"] if reasons else []

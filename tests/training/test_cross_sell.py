@@ -217,6 +217,9 @@ def test_same_seed_same_output_and_pickle_round_trip(shop, fitted):
     again = cs.fit_family(tables, CUTOFF, cs.default_config(**FAST))
     pd.testing.assert_frame_equal(a, cs.predict_family(again, tables, CUTOFF, k=5))
     restored = cloudpickle.loads(cloudpickle.dumps(fitted))
+    assert not hasattr(restored, "signals_")  # per-cutoff state is refitted, not stored
+    with pytest.raises(RuntimeError, match="call prepare"):
+        restored.recommend([1], 5)
     pd.testing.assert_frame_equal(a, cs.predict_family(restored, tables, CUTOFF, k=5))
     assert restored.feature_names_ == fitted.feature_names_ and len(fitted.feature_names_) > 10
 
