@@ -54,7 +54,9 @@ def _check_n(n: int) -> int:
     return int(n)
 
 
-def pad_with_popular(recs: pd.DataFrame, ids: list[int], popular: np.ndarray, n: int) -> pd.DataFrame:
+def pad_with_popular(
+    recs: pd.DataFrame, ids: list[int], popular: np.ndarray, n: int
+) -> pd.DataFrame:
     """Complete every customer's list to ``n`` rows with popular products not already listed."""
     have = recs.groupby("customer_id").size() if len(recs) else pd.Series(dtype="int64")
     need = pd.Series(ids, dtype="int64").drop_duplicates()
@@ -70,21 +72,31 @@ def pad_with_popular(recs: pd.DataFrame, ids: list[int], popular: np.ndarray, n:
         )
         pad["_order"] = np.tile(np.arange(min(len(popular), 2 * n)), len(short))
         pad = pad.merge(recs[["customer_id", "product_id"]], how="left", indicator=True)
-        pad = pad[pad["_merge"] == "left_only"].drop(columns="_merge").sort_values(["customer_id", "_order"])
+        pad = (
+            pad[pad["_merge"] == "left_only"]
+            .drop(columns="_merge")
+            .sort_values(["customer_id", "_order"])
+        )
         pad["score"] = 0.0
         base = recs.groupby("customer_id").size().rename("_have") if len(recs) else None
         if base is not None:
             pad = pad.merge(base, left_on="customer_id", right_index=True, how="left")
         else:
             pad["_have"] = 0
-        pad["rank"] = pad["_have"].fillna(0).astype("int64") + pad.groupby("customer_id").cumcount() + 1
+        pad["rank"] = (
+            pad["_have"].fillna(0).astype("int64") + pad.groupby("customer_id").cumcount() + 1
+        )
         pad = pad[pad["rank"] <= n].drop(columns=["_order", "_have"])
         out = pd.concat([recs, pad], ignore_index=True) if len(recs) else pad
     out = out[out["customer_id"].isin(need)]
-    out = out.astype({"customer_id": "int64", "product_id": "int64", "rank": "int64", "score": "float64"})
+    out = out.astype(
+        {"customer_id": "int64", "product_id": "int64", "rank": "int64", "score": "float64"}
+    )
     order = pd.Categorical(out["customer_id"], categories=need.to_numpy())
     out = out.assign(_c=order).sort_values(["_c", "rank"]).drop(columns="_c")
-    return out[RECS_COLUMNS + [c for c in out.columns if c not in RECS_COLUMNS]].reset_index(drop=True)
+    return out[RECS_COLUMNS + [c for c in out.columns if c not in RECS_COLUMNS]].reset_index(
+        drop=True
+    )
 
 
 class GTopFreq(Ranker):
@@ -92,8 +104,10 @@ class GTopFreq(Ranker):
 
     name = "g_topfreq"
 
-    def fit(self, tables: Tables, cutoff) -> GTopFreq:
-        sales = sales_before(tables, cutoff)
+    def fit(self, tables: Tables, cutoff, sales: pd.DataFrame | None = None) -> GTopFreq:
+        """Count baskets before ``cutoff`` (``sales``: precomputed :func:`sales_before`)."""
+        if sales is None:
+            sales = sales_before(tables, cutoff)
         if sales.empty:
             raise ValueError(f"GTopFreq.fit: no sales before the cutoff {pd.Timestamp(cutoff)}")
         pop = popular_products(sales)
@@ -126,8 +140,10 @@ class PTopFreq(Ranker):
 
     name = "p_topfreq"
 
-    def fit(self, tables: Tables, cutoff) -> PTopFreq:
-        sales = sales_before(tables, cutoff)
+    def fit(self, tables: Tables, cutoff, sales: pd.DataFrame | None = None) -> PTopFreq:
+        """Count baskets before ``cutoff`` (``sales``: precomputed :func:`sales_before`)."""
+        if sales is None:
+            sales = sales_before(tables, cutoff)
         if sales.empty:
             raise ValueError(f"PTopFreq.fit: no sales before the cutoff {pd.Timestamp(cutoff)}")
         self.cutoff_ = pd.Timestamp(cutoff)
@@ -215,7 +231,12 @@ class TifuKnn(Ranker):
         self.products_ = np.sort(sales["product_id"].unique())
         self.popular_ = popular_products(sales)["product_id"].to_numpy()
         self.vectors_ = customer_vectors(
-            sales, self.customers_, self.products_, self.group_size, self.within_decay, self.group_decay
+            sales,
+            self.customers_,
+            self.products_,
+            self.group_size,
+            self.within_decay,
+            self.group_decay,
         )
         self.neighbours_ = nearest_neighbours(self.vectors_, int(self.k))
         return self
@@ -316,7 +337,11 @@ class TifuKnn(Ranker):
                 cols.append(idx[r_, c_])
                 rank.append(c_ + 1.0)
             df = pd.DataFrame(
-                {"_r": np.concatenate(brow), "_c": np.concatenate(cols), "tifu_rank": np.concatenate(rank)}
+                {
+                    "_r": np.concatenate(brow),
+                    "_c": np.concatenate(cols),
+                    "tifu_rank": np.concatenate(rank),
+                }
             )
             df = df.sort_values(["_r", "_c", "tifu_rank"]).drop_duplicates(["_r", "_c"])
             r_, c_ = df["_r"].to_numpy(), df["_c"].to_numpy()
@@ -332,7 +357,11 @@ class TifuKnn(Ranker):
                     }
                 )
             )
-        res = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["customer_id", "product_id"])
+        res = (
+            pd.concat(out, ignore_index=True)
+            if out
+            else pd.DataFrame(columns=["customer_id", "product_id"])
+        )
         res = pairs.merge(res, how="outer", on=["customer_id", "product_id"])
         for c in ("tifu_score", "tifu_own", "tifu_neigh"):
             res[c] = res[c].fillna(0.0).astype(float)
@@ -424,7 +453,9 @@ def tune_tifu(
     sales = sales_before(tables, cutoff)
     truth = truth_to_dict(window_labels(tables, cutoff, days))
     if not truth:
-        raise ValueError(f"tune_tifu: nobody with history buys in the {days} days after {pd.Timestamp(cutoff)}")
+        raise ValueError(
+            f"tune_tifu: nobody with history buys in the {days} days after {pd.Timestamp(cutoff)}"
+        )
     cache: dict[tuple, float] = {}
 
     def score(p: dict) -> float:
@@ -447,7 +478,9 @@ def tune_tifu(
                     best, best_score, changed = cand, s, True
         if not changed:
             break
-    logger.info("tuned TIFU-KNN at %s: %s (%s=%.4f)", pd.Timestamp(cutoff).date(), best, metric, best_score)
+    logger.info(
+        "tuned TIFU-KNN at %s: %s (%s=%.4f)", pd.Timestamp(cutoff).date(), best, metric, best_score
+    )
     return TifuParams(**best), best_score
 
 
@@ -492,6 +525,8 @@ def tuned_tifu_params(
     params, score = tune_tifu(tables, cutoff, progress=progress, **tune_options)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"params": asdict(params), "score": score, "cutoff": str(pd.Timestamp(cutoff))}))
+    tmp.write_text(
+        json.dumps({"params": asdict(params), "score": score, "cutoff": str(pd.Timestamp(cutoff))})
+    )
     tmp.replace(path)
     return params

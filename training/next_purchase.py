@@ -2,13 +2,16 @@
 
 Model
 -----
-:class:`NextPurchaseRanker` is a LightGBM ranker (``lambdarank`` by default) over
+:class:`NextPurchaseRanker` is a LightGBM model over
 candidates built by :func:`training.np_features.candidate_frame` (the customer's own
 history plus TIFU-KNN's best products, with the shared customer, customer x product and
 product features, the TIFU-KNN score and the P-TopFreq rank). It is trained on several
 earlier cutoffs ``t = T - offset``; each offset is at least the label window, so every
 training label ``[t, t + 14 days)`` ends at or before ``T`` and nothing at or after ``T``
-is read.
+is read. The default objective is ``binary`` (the probability that the customer buys the
+candidate in the window): on the validation cutoff 2017-09-01 it ranked as well as
+``lambdarank`` (NDCG@10 0.3675 vs 0.3649) and fitted ten times faster; set
+``lgbm={"objective": "lambdarank"}`` to rank per customer instead.
 
 Expected days
 -------------
@@ -56,7 +59,7 @@ from training.baselines_np import (
 )
 from training.metrics import ranking_report, recs_to_dict, truth_to_dict
 from training.np_features import FEATURES, candidate_frame, fit_tifu_at, label_candidates
-from training.np_history import window_labels
+from training.np_history import sales_before, window_labels
 from training.protocol import CUTOFFS, VALIDATION_CUTOFFS, WINDOWS_DAYS, K
 
 logger = logging.getLogger(__name__)
@@ -92,14 +95,15 @@ class NextPurchaseConfig:
     tune_tifu : bool
         Tune TIFU-KNN on ``validation_cutoff`` (cached on disk) instead of using ``tifu``.
     lgbm : dict
-        LightGBM parameters (``n_jobs``, ``deterministic`` and the seed are fixed for
-        reproducible output).
+        LightGBM parameters (``deterministic`` and the seed are fixed for reproducible
+        output). ``n_jobs`` is 1: on a busy 2-core machine two OpenMP threads made the
+        fit 4-5x slower (163 s vs 30-40 s) for the same model.
     """
 
     window_days: int = WINDOWS_DAYS["next_purchase"]
     train_offsets_days: tuple[int, ...] = (14, 28, 42)
-    history_top: int = 100
-    tifu_top: int = 30
+    history_top: int = 150
+    tifu_top: int = 50
     list_size: int = 50
     tifu: TifuParams = field(default_factory=lambda: TifuParams(**asdict(TUNED_TIFU)))
     tune_tifu: bool = False
@@ -107,7 +111,7 @@ class NextPurchaseConfig:
     seed: int = 42
     lgbm: dict = field(
         default_factory=lambda: {
-            "objective": "lambdarank",
+            "objective": "binary",
             "n_estimators": 300,
             "learning_rate": 0.05,
             "num_leaves": 31,
@@ -115,8 +119,7 @@ class NextPurchaseConfig:
             "subsample": 0.8,
             "subsample_freq": 1,
             "colsample_bytree": 0.8,
-            "lambdarank_truncation_level": 20,
-            "n_jobs": 2,
+            "n_jobs": 1,
         }
     )
 
@@ -124,7 +127,9 @@ class NextPurchaseConfig:
         if self.window_days < 1:
             raise ValueError(f"window_days must be >= 1, got {self.window_days}")
         if not self.train_offsets_days:
-            raise ValueError("train_offsets_days is empty: the ranker needs at least one training cutoff")
+            raise ValueError(
+                "train_offsets_days is empty: the ranker needs at least one training cutoff"
+            )
         short = [o for o in self.train_offsets_days if o < self.window_days]
         if short:
             raise ValueError(
@@ -159,13 +164,19 @@ def expected_days(cand: pd.DataFrame, window_days: int = 14) -> np.ndarray:
     ipi = cand["ipi_mean"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         by_visits = np.where(share > 0, ipi / share, np.nan)
-    interval = np.where(np.isfinite(own) & (own > 0), own, np.where(np.isfinite(cycle) & (cycle > 0), cycle, by_visits))
+    interval = np.where(
+        np.isfinite(own) & (own > 0),
+        own,
+        np.where(np.isfinite(cycle) & (cycle > 0), cycle, by_visits),
+    )
     known = np.isfinite(d) & np.isfinite(interval) & (interval > 0)
     out = np.full(len(cand), np.nan)
     di, ii = d[known], interval[known]
     out[known] = np.where(di <= ii, ii - di, ii - np.mod(di, ii))
     never = ~np.isfinite(d)
-    out[never] = np.where(np.isfinite(cycle[never]) & (cycle[never] > 0), cycle[never] / 2, window_days / 2)
+    out[never] = np.where(
+        np.isfinite(cycle[never]) & (cycle[never] > 0), cycle[never] / 2, window_days / 2
+    )
     out[~known & ~never] = window_days / 2
     return np.round(out, 1)
 
@@ -195,7 +206,11 @@ class NextPurchaseRanker(Ranker):
         for off in sorted(cfg.train_offsets_days):
             t = cutoff - pd.Timedelta(days=off)
             if t <= first:
-                logger.warning("training cutoff %s is before the data starts (%s): skipped", t.date(), first.date())
+                logger.warning(
+                    "training cutoff %s is before the data starts (%s): skipped",
+                    t.date(),
+                    first.date(),
+                )
                 continue
             t0 = time.perf_counter()
             labels = window_labels(tables, t, cfg.window_days)
@@ -203,10 +218,17 @@ class NextPurchaseRanker(Ranker):
                 logger.warning("nobody with history buys in the window after %s: skipped", t.date())
                 continue
             ids = np.sort(labels["customer_id"].unique())
-            tifu = fit_tifu_at(tables, t, asdict(cfg.tifu))
+            sales = sales_before(tables, t)
+            tifu = fit_tifu_at(tables, t, asdict(cfg.tifu), sales=sales)
             cand = candidate_frame(
-                tables, t, tifu, customer_ids=ids, history_top=cfg.history_top,
-                tifu_top=cfg.tifu_top, window_days=cfg.window_days,
+                tables,
+                t,
+                tifu,
+                customer_ids=ids,
+                history_top=cfg.history_top,
+                tifu_top=cfg.tifu_top,
+                window_days=cfg.window_days,
+                sales=sales,
             )
             cand["label"] = label_candidates(cand, labels)
             # groups without a positive carry no ranking signal
@@ -214,8 +236,10 @@ class NextPurchaseRanker(Ranker):
             cand.insert(0, "train_cutoff", t)
             frames.append(cand)
             if progress:
-                progress(f"next-purchase training cutoff {t.date()}: {len(cand):,} candidates "
-                         f"({time.perf_counter() - t0:.1f}s)")
+                progress(
+                    f"next-purchase training cutoff {t.date()}: {len(cand):,} candidates "
+                    f"({time.perf_counter() - t0:.1f}s)"
+                )
         if not frames:
             raise ValueError(
                 f"no training cutoff before {cutoff.date()} has customers who buy a candidate "
@@ -240,7 +264,13 @@ class NextPurchaseRanker(Ranker):
         cutoff = pd.Timestamp(cutoff)
         train = self._training_frame(tables, cutoff, progress)
         groups = train.groupby(["train_cutoff", "customer_id"], sort=False).size().to_numpy()
-        params = {**cfg.lgbm, "random_state": cfg.seed, "deterministic": True, "force_row_wise": True, "verbose": -1}
+        params = {
+            **cfg.lgbm,
+            "random_state": cfg.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbose": -1,
+        }
         ranking = params.get("objective", "lambdarank") in ("lambdarank", "rank_xendcg")
         model = lgb.LGBMRanker(**params) if ranking else lgb.LGBMClassifier(**params)
         t0 = time.perf_counter()
@@ -249,8 +279,10 @@ class NextPurchaseRanker(Ranker):
         else:
             model.fit(train[FEATURES], train["label"])
         if progress:
-            progress(f"next-purchase LightGBM on {len(train):,} rows, {len(groups):,} groups "
-                     f"({time.perf_counter() - t0:.1f}s)")
+            progress(
+                f"next-purchase LightGBM on {len(train):,} rows, {len(groups):,} groups "
+                f"({time.perf_counter() - t0:.1f}s)"
+            )
         self.model_ = model
         self.feature_names_ = list(FEATURES)
         self.train_cutoffs_ = sorted(train["train_cutoff"].unique())
@@ -282,29 +314,42 @@ class NextPurchaseRanker(Ranker):
         cfg = self._cfg()
         cutoff = pd.Timestamp(cutoff)
         t0 = time.perf_counter()
-        tifu = fit_tifu_at(tables, cutoff, asdict(cfg.tifu))
+        sales = sales_before(tables, cutoff)
+        products = product_features(tables, cutoff)
+        tifu = fit_tifu_at(tables, cutoff, asdict(cfg.tifu), sales=sales)
         ids = None if customer_ids is None else np.sort(np.asarray(as_id_list(customer_ids)))
         cand = candidate_frame(
-            tables, cutoff, tifu, customer_ids=ids, history_top=cfg.history_top,
-            tifu_top=cfg.tifu_top, window_days=cfg.window_days,
+            tables,
+            cutoff,
+            tifu,
+            customer_ids=ids,
+            history_top=cfg.history_top,
+            tifu_top=cfg.tifu_top,
+            window_days=cfg.window_days,
+            products=products,
+            sales=sales,
         )
         cand["score"] = self._predict(cand[FEATURES]) if len(cand) else np.zeros(0)
         cand["expected_days"] = expected_days(cand, cfg.window_days)
-        cand = cand.sort_values(["customer_id", "score", "ptop_rank", "product_id"],
-                                ascending=[True, False, True, True], kind="stable")
+        cand = cand.sort_values(
+            ["customer_id", "score", "ptop_rank", "product_id"],
+            ascending=[True, False, True, True],
+            kind="stable",
+        )
         cand["rank"] = cand.groupby("customer_id").cumcount() + 1
         self.recs_ = cand.loc[cand["rank"] <= cfg.list_size, OUTPUT_COLUMNS].reset_index(drop=True)
         self.popular_ = tifu.popular_[: 2 * cfg.list_size]
-        self.popular_days_ = self._popular_days(tables, cutoff, self.popular_, cfg.window_days)
+        self.popular_days_ = self._popular_days(products, self.popular_, cfg.window_days)
         self.cutoff_ = cutoff
         if progress:
-            progress(f"next-purchase lists as of {cutoff.date()} for {cand['customer_id'].nunique():,} customers "
-                     f"({time.perf_counter() - t0:.1f}s)")
+            progress(
+                f"next-purchase lists as of {cutoff.date()} for {cand['customer_id'].nunique():,} customers "
+                f"({time.perf_counter() - t0:.1f}s)"
+            )
         return self
 
     @staticmethod
-    def _popular_days(tables: Tables, cutoff, products: np.ndarray, window_days: int) -> dict:
-        prod = product_features(tables, cutoff)
+    def _popular_days(prod: pd.DataFrame, products: np.ndarray, window_days: int) -> dict:
         cycle = prod["prod_cycle_median"].reindex(products).to_numpy(dtype=float)
         days = np.where(np.isfinite(cycle) & (cycle > 0), cycle / 2, window_days / 2)
         return dict(zip(products.tolist(), np.round(days, 1).tolist(), strict=True))
@@ -316,7 +361,9 @@ class NextPurchaseRanker(Ranker):
             raise ValueError(f"n must be a positive integer, got {n!r}")
         cfg = self._cfg()
         if n > cfg.list_size:
-            raise ValueError(f"n={n} is more than the prepared list size {cfg.list_size}; raise config.list_size")
+            raise ValueError(
+                f"n={n} is more than the prepared list size {cfg.list_size}; raise config.list_size"
+            )
         ids = as_id_list(customer_ids)
         if not ids:
             return empty_recs(["expected_days"])
@@ -345,7 +392,9 @@ def _tifu_params(tables: Tables, cfg: NextPurchaseConfig, progress) -> TifuParam
     return tuned_tifu_params(tables, cfg.validation_cutoff, progress=progress)
 
 
-def fit_family(tables: Tables, cutoff, config=None, progress: Callable[[str], None] | None = None) -> NextPurchaseRanker:
+def fit_family(
+    tables: Tables, cutoff, config=None, progress: Callable[[str], None] | None = None
+) -> NextPurchaseRanker:
     """Train the ranker on cutoffs before ``cutoff`` and prepare every customer's list as of it."""
     cfg = _config(config)
     cfg.tifu = _tifu_params(tables, cfg, progress)
@@ -396,18 +445,27 @@ def evaluate_family(
         cutoff = pd.Timestamp(cutoff)
         truth = truth_to_dict(window_labels(tables, cutoff, cfg.window_days))
         if not truth:
-            raise ValueError(f"nobody with history buys in the {cfg.window_days} days after {cutoff.date()}")
+            raise ValueError(
+                f"nobody with history buys in the {cfg.window_days} days after {cutoff.date()}"
+            )
         ids = sorted(truth)
         t0 = time.perf_counter()
         ranker = NextPurchaseRanker(cfg).fit(tables, cutoff, customer_ids=ids, progress=progress)
         rows += _report(MODEL_NAME, ranker.recommend(ids, K), truth, cutoff)
         t_model = time.perf_counter() - t0
+        sales = sales_before(tables, cutoff)
         for base in (GTopFreq(), PTopFreq(), TifuKnn.from_params(cfg.tifu)):
-            base.fit(tables, cutoff)
+            base.fit(tables, cutoff, sales=sales)
             rows += _report(base.name, base.recommend(ids, K), truth, cutoff)
         if progress:
-            got = {r["model"]: r["value"] for r in rows if r["cutoff"] == cutoff and r["metric"] == VALIDATION_METRIC}
-            progress(f"next-purchase {cutoff.date()}: " + ", ".join(f"{m} {v:.4f}" for m, v in got.items())
-                     + f" (model {t_model:.0f}s, total {time.perf_counter() - t0:.0f}s)")
+            got = {
+                r["model"]: r["value"]
+                for r in rows
+                if r["cutoff"] == cutoff and r["metric"] == VALIDATION_METRIC
+            }
+            progress(
+                f"next-purchase {cutoff.date()}: "
+                + ", ".join(f"{m} {v:.4f}" for m, v in got.items())
+                + f" (model {t_model:.0f}s, total {time.perf_counter() - t0:.0f}s)"
+            )
     return pd.DataFrame(rows, columns=["family", "model", "cutoff", "metric", "value"])
-

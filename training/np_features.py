@@ -106,21 +106,31 @@ def window_features(sales: pd.DataFrame, cutoff, window_days: int = 14) -> pd.Da
     w = np.floor(days / window_days).astype("int64")
     cw = pd.DataFrame({"customer_id": sales["customer_id"].to_numpy(), "w": w}).drop_duplicates()
     cw["decay"] = WINDOW_DECAY ** cw["w"]
+    cw["in4"] = (cw["w"] < 4).astype("int64")
+    cw["in8"] = (cw["w"] < 8).astype("int64")
     cust = cw.groupby("customer_id").agg(
         act_all=("w", "size"),
-        act_4=("w", lambda x: int((x < 4).sum())),
-        act_8=("w", lambda x: int((x < 8).sum())),
+        act_4=("in4", "sum"),
+        act_8=("in8", "sum"),
         act_decay=("decay", "sum"),
     )
     cpw = pd.DataFrame(
-        {"customer_id": sales["customer_id"].to_numpy(), "product_id": sales["product_id"].to_numpy(), "w": w}
+        {
+            "customer_id": sales["customer_id"].to_numpy(),
+            "product_id": sales["product_id"].to_numpy(),
+            "w": w,
+        }
     ).drop_duplicates()
     cpw["in4"] = cpw["w"] < 4
     cpw["in8"] = cpw["w"] < 8
     cpw["last"] = cpw["w"] == 0
     cpw["decay"] = WINDOW_DECAY ** cpw["w"]
     cp = cpw.groupby(["customer_id", "product_id"], sort=True).agg(
-        win_count_all=("w", "size"), n4=("in4", "sum"), n8=("in8", "sum"), win_last=("last", "max"), dec=("decay", "sum")
+        win_count_all=("w", "size"),
+        n4=("in4", "sum"),
+        n8=("in8", "sum"),
+        win_last=("last", "max"),
+        dec=("decay", "sum"),
     )
     cp = cp.join(cust, on="customer_id")
     out = pd.DataFrame(index=cp.index)
@@ -145,6 +155,7 @@ def candidate_frame(
     tifu_top: int = 30,
     window_days: int = 14,
     products: pd.DataFrame | None = None,
+    sales: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Candidates with features for ``customer_ids`` (default: everyone with history).
 
@@ -154,6 +165,8 @@ def candidate_frame(
         Fitted at the same ``cutoff`` (checked).
     products : pd.DataFrame, optional
         Precomputed :func:`product_features` at ``cutoff`` (global statistics).
+    sales : pd.DataFrame, optional
+        Precomputed :func:`training.np_history.sales_before` at ``cutoff``.
 
     Returns
     -------
@@ -163,12 +176,16 @@ def candidate_frame(
     """
     cutoff = pd.Timestamp(cutoff)
     if getattr(tifu, "cutoff_", None) != cutoff:
-        raise ValueError(f"the TIFU-KNN model was fitted at {getattr(tifu, 'cutoff_', None)}, not at {cutoff}")
+        raise ValueError(
+            f"the TIFU-KNN model was fitted at {getattr(tifu, 'cutoff_', None)}, not at {cutoff}"
+        )
     cp = customer_product_features(tables, cutoff, customer_ids=customer_ids)
     if cp.empty:
         return pd.DataFrame(columns=["customer_id", "product_id", *FEATURES])
     cp = cp.sort_values(
-        ["customer_id", "cp_count", "cp_days_since", "product_id"], ascending=[True, False, True, True], kind="stable"
+        ["customer_id", "cp_count", "cp_days_since", "product_id"],
+        ascending=[True, False, True, True],
+        kind="stable",
     )
     cp["ptop_rank"] = (cp.groupby("customer_id", sort=False).cumcount() + 1).astype("float32")
     hist = cp[cp["ptop_rank"] <= history_top]
@@ -181,12 +198,25 @@ def candidate_frame(
 
     if products is None:
         products = product_features(tables, cutoff)
-    cand = cand.merge(products[PRODUCT_FEATURES], left_on="product_id", right_index=True, how="left")
-    win = window_features(sales_before(tables, cutoff), cutoff, window_days)
+    cand = cand.merge(
+        products[PRODUCT_FEATURES], left_on="product_id", right_index=True, how="left"
+    )
+    if sales is None:
+        sales = sales_before(tables, cutoff)
+    win = window_features(sales, cutoff, window_days)
     prod_win = win.groupby("product_id")["prod_win_rate"].first()
-    cand = cand.merge(win.drop(columns="prod_win_rate"), on=["customer_id", "product_id"], how="left")
+    cand = cand.merge(
+        win.drop(columns="prod_win_rate"), on=["customer_id", "product_id"], how="left"
+    )
     cand["prod_win_rate"] = cand["product_id"].map(prod_win)
-    for c in ("win_rate_all", "win_rate_4", "win_rate_8", "win_rate_decay", "win_last", "win_count_all"):
+    for c in (
+        "win_rate_all",
+        "win_rate_4",
+        "win_rate_8",
+        "win_rate_decay",
+        "win_last",
+        "win_count_all",
+    ):
         cand[c] = cand[c].fillna(0)
     ids = cand["customer_id"].unique()
     cust = customer_features(tables.subset_customers(ids), cutoff)
@@ -214,6 +244,8 @@ def label_candidates(cand: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
     return key.isin(pos).astype("int8")
 
 
-def fit_tifu_at(tables: Tables, cutoff, params: dict) -> TifuKnn:
-    """A TIFU-KNN model fitted at ``cutoff`` with ``params``."""
-    return TifuKnn(**params).fit(tables, cutoff, sales=sales_before(tables, cutoff))
+def fit_tifu_at(tables: Tables, cutoff, params: dict, sales: pd.DataFrame | None = None) -> TifuKnn:
+    """A TIFU-KNN model fitted at ``cutoff`` with ``params`` (``sales``: precomputed history)."""
+    if sales is None:
+        sales = sales_before(tables, cutoff)
+    return TifuKnn(**params).fit(tables, cutoff, sales=sales)
