@@ -273,3 +273,34 @@ def test_predict_family_format_and_determinism(synth, fitted):
     pd.testing.assert_frame_equal(out, again)
     with pytest.raises(ValueError, match="list size"):
         model.recommend([int(buyers[0])], n=cfg.list_size + 1)
+
+
+def test_fitted_ranker_round_trips_through_mlflow(synth, fitted, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from training import tracking
+
+    tracking.configure()
+    tables, _ = synth
+    model, cutoff = fitted
+    preds = predict_family(model, tables, cutoff)
+    _, version = tracking.log_family_run(
+        "next_purchase",
+        model,
+        preds,
+        cutoff=cutoff,
+        config=model.config,
+        evaluation=None,
+        validation_metric="ndcg@10",
+        validation_value=0.5,
+        feature_names=model.feature_names_,
+        fingerprint=tracking.data_fingerprint(tables),
+    )
+    assert tracking.promote_if_better("next_purchase", version)[0]
+    loaded, v = tracking.load_champion("next_purchase")
+    assert v == version and isinstance(loaded, NextPurchaseRanker)
+    ids = preds["customer_id"].unique()[:20].tolist()
+    pd.testing.assert_frame_equal(loaded.recommend(ids, 10), model.recommend(ids, 10))
+    # the loaded model re-scores as of a later date without refitting
+    later = predict_family(loaded, tables, cutoff + pd.Timedelta(days=7), k=3)
+    assert list(later.columns) == OUTPUT_COLUMNS and loaded.cutoff_ == cutoff + pd.Timedelta(days=7)
