@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import warnings
 
 import typer
 
@@ -60,6 +61,9 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
     )
     for noisy in ("mlflow", "alembic", "urllib3", "bentoml", "matplotlib", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:  # known, harmless library chatter that would bury the progress lines
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        warnings.filterwarnings("ignore", message="Method expects CSR input")
 
 
 def main() -> None:
