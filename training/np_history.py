@@ -33,14 +33,16 @@ def sales_before(tables: Tables, cutoff) -> pd.DataFrame:
     cutoff = pd.Timestamp(cutoff)
     tx = tables.transactions
     sale = (tx["quantity"] > 0) & (tx["sales_value"] >= 0)
-    tx = tx.loc[(tx["timestamp"] < cutoff) & sale, ["customer_id", "basket_id", "product_id", "timestamp"]]
+    tx = tx.loc[
+        (tx["timestamp"] < cutoff) & sale, ["customer_id", "basket_id", "product_id", "timestamp"]
+    ]
     if tx.empty:
         return tx.reset_index(drop=True)
     bt = tx.groupby("basket_id", sort=False)["timestamp"].transform("min")
     out = tx.assign(timestamp=bt).drop_duplicates(["basket_id", "product_id"])
-    return out.sort_values(["customer_id", "timestamp", "basket_id", "product_id"], kind="stable").reset_index(
-        drop=True
-    )
+    return out.sort_values(
+        ["customer_id", "timestamp", "basket_id", "product_id"], kind="stable"
+    ).reset_index(drop=True)
 
 
 def popular_products(sales: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +50,12 @@ def popular_products(sales: pd.DataFrame) -> pd.DataFrame:
 
     Returns columns ``product_id, baskets, last`` in rank order.
     """
-    pop = sales.groupby("product_id", sort=True).agg(baskets=("basket_id", "size"), last=("timestamp", "max"))
-    pop = pop.reset_index().sort_values(["baskets", "last", "product_id"], ascending=[False, False, True], kind="stable")
+    pop = sales.groupby("product_id", sort=True).agg(
+        baskets=("basket_id", "size"), last=("timestamp", "max")
+    )
+    pop = pop.reset_index().sort_values(
+        ["baskets", "last", "product_id"], ascending=[False, False, True], kind="stable"
+    )
     return pop.reset_index(drop=True)
 
 
@@ -65,7 +71,9 @@ def customer_product_counts(sales: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     return cp.sort_values(
-        ["customer_id", "count", "last", "product_id"], ascending=[True, False, False, True], kind="stable"
+        ["customer_id", "count", "last", "product_id"],
+        ascending=[True, False, False, True],
+        kind="stable",
     ).reset_index(drop=True)
 
 
@@ -115,5 +123,7 @@ def top_n_per_row(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.lexsort((part, -vals), axis=1)
         idx = np.take_along_axis(part, order, axis=1)
     else:
-        idx = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)
+        idx = np.lexsort(
+            (np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1
+        )
     return idx, np.take_along_axis(scores, idx, axis=1)
