@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from types import ModuleType
 
@@ -47,11 +51,16 @@ def family_module(family: str) -> ModuleType:
 
 
 def parse_families(family: str) -> list[str]:
+    """``all``, one family or a comma-separated list (``churn,value``), in that order."""
     if family == "all":
         return list(FAMILY_MODULES)
-    fam = TASK_ALIASES.get(family, family)
-    family_module(fam)
-    return [fam]
+    out = []
+    for part in family.split(","):
+        fam = TASK_ALIASES.get(part.strip(), part.strip())
+        family_module(fam)
+        if fam not in out:
+            out.append(fam)
+    return out
 
 
 def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
@@ -90,26 +99,40 @@ def validation_value(mod: ModuleType, evaluation: pd.DataFrame) -> float:
     return float(rows["value"].mean())
 
 
-def train_family(family: str, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True) -> dict:
-    """Validate, fit, log, register and (if better) promote one family. Returns a summary dict."""
-    from training import tracking
+def fit_stage(family: str, tables: Tables, as_of: pd.Timestamp) -> dict:
+    """The compute of one family's training: validate, fit as of ``as_of``, predict.
 
+    No MLflow here, so stages of several families can run in parallel processes and be
+    logged one after the other by :func:`log_stage`.
+    """
     mod = family_module(family)
     config = mod.default_config()
     t0 = time.perf_counter()
-    val_cut = VALIDATION_CUTOFFS[family]
-    evaluation = mod.evaluate_family(tables, cutoffs=[val_cut], config=config)
+    evaluation = mod.evaluate_family(tables, cutoffs=[VALIDATION_CUTOFFS[family]], config=config)
     val = validation_value(mod, evaluation)
     t_val = time.perf_counter() - t0
     model = mod.fit_family(tables, as_of, config=config)
     predictions = mod.predict_family(model, tables, as_of)
-    t_fit = time.perf_counter() - t0 - t_val
+    return {
+        "family": family, "config": config, "evaluation": evaluation, "validation_value": val,
+        "model": model, "predictions": predictions,
+        "seconds_validate": t_val, "seconds_fit": time.perf_counter() - t0 - t_val,
+    }
+
+
+def log_stage(stage: dict, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True) -> dict:
+    """Log a fitted stage to MLflow, register it and promote it if it beats the champion."""
+    from training import tracking
+
+    t0 = time.perf_counter()
+    family, model = stage["family"], stage["model"]
+    mod = family_module(family)
     figures = mod.figures(model) if hasattr(mod, "figures") else {}
     features = list(getattr(model, "feature_names_", []) or [])
     run_id, version = tracking.log_family_run(
-        family, model, predictions,
-        cutoff=as_of, config=config, evaluation=evaluation,
-        validation_metric=mod.VALIDATION_METRIC, validation_value=val,
+        family, model, stage["predictions"],
+        cutoff=as_of, config=stage["config"], evaluation=stage["evaluation"],
+        validation_metric=mod.VALIDATION_METRIC, validation_value=stage["validation_value"],
         feature_names=features, fingerprint=tracking.data_fingerprint(tables),
         figures=figures, register=register,
     )
@@ -118,31 +141,98 @@ def train_family(family: str, tables: Tables, as_of: pd.Timestamp, force: bool =
         promoted, why = tracking.promote_if_better(
             family, version, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force
         )
+    seconds_log = time.perf_counter() - t0
     return {
         "family": family, "version": version, "validation_metric": mod.VALIDATION_METRIC,
-        "validation_value": val, "promoted": promoted, "decision": why, "run_id": run_id,
-        "seconds_validate": t_val, "seconds_fit": t_fit, "seconds": time.perf_counter() - t0,
-        "rows_predicted": len(predictions),
+        "validation_value": stage["validation_value"], "promoted": promoted, "decision": why,
+        "run_id": run_id, "seconds_validate": stage["seconds_validate"],
+        "seconds_fit": stage["seconds_fit"], "seconds_log": seconds_log,
+        "seconds": stage["seconds_validate"] + stage["seconds_fit"] + seconds_log,
+        "rows_predicted": len(stage["predictions"]),
     }
 
 
+def train_family(family: str, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True) -> dict:
+    """Validate, fit, log, register and (if better) promote one family. Returns a summary dict."""
+    return log_stage(fit_stage(family, tables, as_of), tables, as_of, force=force, register=register)
+
+
+#: Tables shared with forked workers (inherited by fork, never pickled).
+_WORKER_TABLES: Tables | None = None
+
+
+def _fit_stage_in_worker(family: str, as_of: pd.Timestamp) -> dict:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    return fit_stage(family, _WORKER_TABLES, as_of)
+
+
+#: Slowest first, so parallel workers finish close together.
+FIT_ORDER = ("next_purchase", "cross_sell", "churn", "value")
+
+
+def train_families(
+    families: list[str],
+    tables: Tables,
+    as_of: pd.Timestamp,
+    force: bool = False,
+    jobs: int = 1,
+    on_done: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Train several families: compute in ``jobs`` forked processes, log to MLflow in this one.
+
+    MLflow's SQLite store sees one writer at a time; results come back in ``families`` order.
+    """
+    global _WORKER_TABLES
+    order = sorted(families, key=lambda f: FIT_ORDER.index(f) if f in FIT_ORDER else len(FIT_ORDER))
+    results: dict[str, dict] = {}
+
+    def done(stage: dict) -> None:
+        res = log_stage(stage, tables, as_of, force=force)
+        results[res["family"]] = res
+        if on_done is not None:
+            on_done(res)
+
+    if jobs <= 1 or len(order) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for fam in order:
+            done(fit_stage(fam, tables, as_of))
+    else:
+        _WORKER_TABLES = tables
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=ctx) as pool:
+                futures = {pool.submit(_fit_stage_in_worker, fam, as_of): fam for fam in order}
+                for fut in as_completed(futures):
+                    done(fut.result())
+        finally:
+            _WORKER_TABLES = None
+    return [results[f] for f in families]
+
+
+def _default_jobs() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def train(
-    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all"),
+    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"),
     as_of: str | None = typer.Option(None, "--as-of", help="train on data before this date (default: all data)"),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path", help="files source directory"),
     force: bool = typer.Option(False, "--force", help="make the new version champion even if it is not better"),
+    jobs: int = typer.Option(_default_jobs(), "--jobs", "-j", min=1, help="families fitted in parallel processes"),
 ) -> None:
     """Train model families, log them to MLflow, register them and promote the better ones."""
     families = parse_families(family)
     tables = _load(source, path)
     cutoff = parse_date(as_of) or default_as_of(tables)
-    results = []
-    for fam in families:
-        with console.status(f"training {fam} (validation at {VALIDATION_CUTOFFS[fam].date()}, fit as of {cutoff.date()}) ..."):
-            res = train_family(fam, tables, cutoff, force=force)
-        console.print(f"[bold]{fam}[/]: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f} -> {res['decision']} ({res['seconds']:.0f} s)")
-        results.append(res)
+
+    def report(res: dict) -> None:
+        console.print(f"[bold]{res['family']}[/]: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f} "
+                      f"-> {res['decision']} ({res['seconds']:.0f} s of work)")
+
+    t0 = time.perf_counter()
+    with console.status(f"training {', '.join(families)} as of {cutoff.date()} ({jobs} process(es)) ..."):
+        results = train_families(families, tables, cutoff, force=force, jobs=jobs, on_done=report)
+    console.print(f"trained {len(results)} famil{'y' if len(results) == 1 else 'ies'} in {time.perf_counter() - t0:.0f} s")
     table = Table(title=f"training as of {cutoff.date()}")
     for col in ("family", "version", "metric", "value", "decision", "seconds"):
         table.add_column(col)
@@ -170,7 +260,7 @@ def print_evaluation(wide: pd.DataFrame, title: str) -> None:
 
 
 def evaluate(
-    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all"),
+    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
     out: Path | None = typer.Option(None, "--out", help="also write the long table (CSV or Parquet)"),
@@ -327,10 +417,13 @@ def run(
         out = get_settings().data_dir / "features" / source / as_of.strftime("%Y-%m-%d")
         write_features(frames, out)
     console.print(f"[green]2/4[/] features as of {as_of.date()} -> {out}")
-    for fam in FAMILY_MODULES:
-        with console.status(f"training {fam} ..."):
-            res = train_family(fam, tables, as_of)
-        console.print(f"[green]3/4[/] {fam}: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f}, {res['decision']}")
+
+    def report(res: dict) -> None:
+        console.print(f"[green]3/4[/] {res['family']}: v{res['version']} "
+                      f"{res['validation_metric']}={res['validation_value']:.4f}, {res['decision']}")
+
+    with console.status(f"training {', '.join(FAMILY_MODULES)} ..."):
+        train_families(list(FAMILY_MODULES), tables, as_of, jobs=_default_jobs(), on_done=report)
     console.print(f"main job done in {time.perf_counter() - t0:.0f} s")
     if serve:
         from serving import cli as serving_cli

@@ -1,0 +1,105 @@
+"""`tailor train | evaluate | predict | models` through the real CLI app, on small synthetic data.
+
+MLflow runs against a temporary SQLite store (TAILOR_HOME in tmp_path). Two families are
+trained in two forked processes (the path `tailor train all` takes), then the registry flow
+is driven from the command line: a second version that is not better stays a challenger,
+a forced promotion moves `champion`, a rollback moves it back.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from training.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    from features.cli import source_dir
+    from features.contract import save_tables
+    from features.sources import load_source
+
+    root = tmp_path_factory.mktemp("tailor")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TAILOR_HOME", str(root / "var"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tables = load_source("synthetic", customers=300, products=150, days=365, seed=3)
+    save_tables(tables, source_dir("synthetic"), {"source": "synthetic"})
+    yield root
+    mp.undo()
+
+
+def invoke(*args):
+    res = runner.invoke(app, list(args), catch_exceptions=False)
+    return res
+
+
+def test_train_two_families_in_parallel_then_promote_and_rollback(home):
+    res = invoke("train", "churn,value", "--source", "synthetic", "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    assert "churn: v1" in res.output and "value: v1" in res.output
+    assert res.output.count("first champion") == 2
+
+    from training import tracking
+
+    assert tracking.current_champion("churn") == "1"
+    assert tracking.current_champion("value") == "1"
+
+    # the same data and config again: equal, not better -> stays a challenger
+    res = invoke("train", "churn", "--source", "synthetic")
+    assert res.exit_code == 0, res.output
+    assert "churn: v2" in res.output
+    assert tracking.current_champion("churn") == "1"
+
+    res = invoke("models", "promote", "churn", "2")
+    assert res.exit_code == 1  # not better without --force
+    res = invoke("models", "promote", "churn", "2", "--force")
+    assert res.exit_code == 0, res.output
+    assert tracking.current_champion("churn") == "2"
+
+    res = invoke("models", "list")
+    assert res.exit_code == 0 and "tailor-churn" in res.output
+
+    res = invoke("models", "rollback", "churn")
+    assert res.exit_code == 0, res.output
+    assert "champion is v1 again" in res.output
+    assert tracking.current_champion("churn") == "1"
+
+
+def test_predict_value_writes_the_contract_columns(home, tmp_path):
+    out = tmp_path / "value.csv"
+    res = invoke("predict", "value", "--as-of", "2017-10-01", "--out", str(out), "--source", "synthetic")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert list(df.columns[:5]) == ["customer_id", "expected_spend_90d", "clv_1y", "p_alive", "tier"]
+    assert df["customer_id"].is_unique and (df["expected_spend_90d"] >= 0).all()
+    assert df["p_alive"].between(0, 1).all()
+
+
+def test_evaluate_prints_model_and_baseline_and_writes_long_table(home, tmp_path):
+    out = tmp_path / "ev.parquet"
+    res = invoke("evaluate", "churn", "--source", "synthetic", "--no-log", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    ev = pd.read_parquet(out)
+    assert {"lightgbm", "logistic_rfm"} <= set(ev["model"])
+    assert ev["cutoff"].nunique() == 3
+    assert "logistic_rfm" in res.output and "mean" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train", "weather"), "unknown model family"),
+        (("predict", "churn", "--as-of", "2017-10-01", "--out", "x.txt"), "use .parquet or .csv"),
+        (("predict", "churn", "--as-of", "not-a-date", "--out", "x.csv"), "not a date"),
+        (("predict", "churn", "--as-of", "2017-01-10", "--out", "x.csv", "--source", "synthetic"), "too little history"),
+    ],
+)
+def test_bad_arguments_are_clear(home, args, message):
+    res = runner.invoke(app, list(args))
+    assert res.exit_code != 0
+    assert message in res.output
