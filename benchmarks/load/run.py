@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f} at the end",
             "wrk": wrk_version[0],
             "duration": args.duration,
+            "repeat": args.repeat,
             "store": str(args.store)
             if args.store
             else "Complete Journey, heuristic candidates (heuristic_models.py)",

@@ -38,6 +38,7 @@ def invoke(*args):
     return res
 
 
+@pytest.mark.slow  # about 2 minutes: two trainings of churn and one of value
 def test_train_two_families_in_parallel_then_promote_and_rollback(home):
     res = invoke("train", "churn,value", "--source", "synthetic", "--jobs", "2")
     assert res.exit_code == 0, res.output
@@ -80,6 +81,7 @@ def test_predict_value_writes_the_contract_columns(home, tmp_path):
     assert df["p_alive"].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_evaluate_prints_model_and_baseline_and_writes_long_table(home, tmp_path):
     out = tmp_path / "ev.parquet"
     res = invoke("evaluate", "churn", "--source", "synthetic", "--no-log", "--out", str(out))
