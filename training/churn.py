@@ -37,7 +37,7 @@ import pandas as pd
 
 from features.contract import Tables
 from features.demographics import DEMOGRAPHIC_COLUMNS
-from training.metrics import classification_report
+from training.metrics import classification_report, metric_rows
 from training.protocol import CHURN_ACTIVE_DAYS, CUTOFFS, PARTIAL_CHURN_SHARE, WINDOWS_DAYS
 
 logger = logging.getLogger(__name__)
@@ -925,16 +925,7 @@ def figures(model: ChurnModel) -> dict:
 
 
 def _rows(model: str, cutoff, metrics: dict, prefix: str = "") -> list[dict]:
-    return [
-        {
-            "family": FAMILY,
-            "model": model,
-            "cutoff": pd.Timestamp(cutoff),
-            "metric": f"{prefix}{k}",
-            "value": float(v),
-        }
-        for k, v in metrics.items()
-    ]
+    return metric_rows(FAMILY, model, cutoff, metrics, prefix)
 
 
 def evaluate_family(

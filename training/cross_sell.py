@@ -39,7 +39,7 @@ import pandas as pd
 from features.contract import Tables
 from training.cs_rankers import ItemKNNRanker, PopularityRanker
 from training.cs_rerank import SIGNAL_CLASSES, LightGBMReRanker
-from training.metrics import ranking_report, recs_to_dict, truth_to_dict
+from training.metrics import ranking_rows, truth_to_dict
 from training.protocol import CUTOFFS, WINDOWS_DAYS, K
 
 logger = logging.getLogger(__name__)
@@ -256,17 +256,7 @@ def predict_family(model: LightGBMReRanker, tables: Tables, cutoff, k: int = K) 
 
 
 def _report(model_name: str, recs: pd.DataFrame, truth: dict, cutoff: pd.Timestamp) -> list[dict]:
-    rep = ranking_report(recs_to_dict(recs, K), truth, K)
-    return [
-        {
-            "family": FAMILY,
-            "model": model_name,
-            "cutoff": cutoff,
-            "metric": m,
-            "value": float(rep[m]),
-        }
-        for m in (*METRICS, "n_customers")
-    ]
+    return ranking_rows(FAMILY, model_name, recs, truth, cutoff, K, METRICS)
 
 
 def _baselines(model: LightGBMReRanker, tables: Tables, cutoff, cfg: CrossSellConfig) -> dict:

@@ -114,3 +114,35 @@ def regression_report(y_true, y_pred, top_share: float = 0.2) -> dict[str, float
         "top20_capture": float(y_true[pred_top].sum() / denom) if denom > 0 else float("nan"),
         "n_customers": float(len(y_true)),
     }
+
+
+#: Columns of every family's long evaluation table.
+EVALUATION_COLUMNS = ["family", "model", "cutoff", "metric", "value"]
+
+
+def metric_rows(family: str, model: str, cutoff, metrics: Mapping, prefix: str = "") -> list[dict]:
+    """Rows of the long evaluation table: one per metric of ``model`` at ``cutoff``."""
+    return [
+        {
+            "family": family,
+            "model": model,
+            "cutoff": pd.Timestamp(cutoff),
+            "metric": f"{prefix}{k}",
+            "value": float(v),
+        }
+        for k, v in metrics.items()
+    ]
+
+
+def ranking_rows(
+    family: str,
+    model: str,
+    recs: pd.DataFrame,
+    truth: Mapping[int, set],
+    cutoff,
+    k: int = 10,
+    metrics: Sequence[str] = ("ndcg@10", "recall@10", "hitrate@10"),
+) -> list[dict]:
+    """Ranking metrics of a long recommendation frame against ``truth``, as evaluation rows."""
+    rep = ranking_report(recs_to_dict(recs, k), truth, k)
+    return metric_rows(family, model, cutoff, {m: rep[m] for m in (*metrics, "n_customers")})

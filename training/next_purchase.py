@@ -57,7 +57,7 @@ from training.baselines_np import (
     pad_with_popular,
     tuned_tifu_params,
 )
-from training.metrics import ranking_report, recs_to_dict, truth_to_dict
+from training.metrics import ranking_rows, truth_to_dict
 from training.np_features import FEATURES, candidate_frame, fit_tifu_at, label_candidates
 from training.np_history import sales_before, window_labels
 from training.protocol import CUTOFFS, VALIDATION_CUTOFFS, WINDOWS_DAYS, K
@@ -414,11 +414,7 @@ def predict_family(model: NextPurchaseRanker, tables: Tables, cutoff, k: int = K
 
 
 def _report(model_name: str, recs: pd.DataFrame, truth: dict, cutoff: pd.Timestamp) -> list[dict]:
-    rep = ranking_report(recs_to_dict(recs, K), truth, K)
-    return [
-        {"family": FAMILY, "model": model_name, "cutoff": cutoff, "metric": m, "value": rep[m]}
-        for m in (*METRICS, "n_customers")
-    ]
+    return ranking_rows(FAMILY, model_name, recs, truth, cutoff, K, METRICS)
 
 
 def evaluate_family(

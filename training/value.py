@@ -31,7 +31,7 @@ import pandas as pd
 
 from features.contract import Tables
 from training.churn import DAY, model_features, training_cutoffs
-from training.metrics import regression_report
+from training.metrics import metric_rows, regression_report
 from training.protocol import CUTOFFS, WINDOWS_DAYS
 from training.tiers import TierConfig, pareto_share, value_tiers, value_trend_grid
 
@@ -397,16 +397,7 @@ class ValueModel:
 
 
 def _rows(model: str, cutoff, metrics: dict) -> list[dict]:
-    return [
-        {
-            "family": FAMILY,
-            "model": model,
-            "cutoff": pd.Timestamp(cutoff),
-            "metric": k,
-            "value": float(v),
-        }
-        for k, v in metrics.items()
-    ]
+    return metric_rows(FAMILY, model, cutoff, metrics)
 
 
 def evaluate_family(

@@ -102,3 +102,21 @@ def test_regression_report_known_values():
     rep = regression_report(y, -y)
     assert rep["top20_capture"] == 0.0
     assert rep["spearman"] == pytest.approx(-1.0)
+
+
+def test_ranking_rows_long_table():
+    from training.metrics import EVALUATION_COLUMNS, ranking_rows
+
+    recs = pd.DataFrame(
+        {"customer_id": [1, 1, 2], "product_id": [10, 11, 20], "rank": [1, 2, 1], "score": [0.9, 0.5, 0.7]}
+    )
+    truth = {1: {11}, 2: {99}}
+    rows = pd.DataFrame(ranking_rows("fam", "m", recs, truth, "2017-10-02", k=10))
+    assert list(rows.columns) == EVALUATION_COLUMNS
+    got = dict(zip(rows["metric"], rows["value"], strict=True))
+    # customer 1: the relevant item at rank 2 -> NDCG 1/log2(3); customer 2: a miss
+    assert got["ndcg@10"] == pytest.approx((1 / np.log2(3)) / 2)
+    assert got["recall@10"] == pytest.approx(0.5)
+    assert got["hitrate@10"] == pytest.approx(0.5)
+    assert got["n_customers"] == 2
+    assert (rows["cutoff"] == pd.Timestamp("2017-10-02")).all()
