@@ -43,7 +43,9 @@ def run(cmd: list[str], env: dict) -> tuple[float, float, int]:
     """Wall seconds, peak memory of the whole process tree (MB, sampled every 0.1 s), exit code."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
         ps = psutil.Process(proc.pid)
         peak = 0
         while proc.poll() is None:

@@ -35,7 +35,9 @@ class Ranker(ABC):
     def recommend(self, customer_ids: Iterable[int] | int, n: int = 10) -> pd.DataFrame: ...
 
     def get_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        return {
+            k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")
+        }
 
 
 def empty_recs(extra: list[str] | None = None) -> pd.DataFrame:

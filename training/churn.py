@@ -780,11 +780,7 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
     },
     "last_basket_rel": ("last_basket", _reason_last_basket),
     "tenure_capped": ("tenure", _reason_tenure),
-    **{
-        c: ("profile", _reason_profile)
-        for c in DEMOGRAPHIC_COLUMNS
-        if c != "lifecycle_stage"
-    },
+    **{c: ("profile", _reason_profile) for c in DEMOGRAPHIC_COLUMNS if c != "lifecycle_stage"},
 }
 
 

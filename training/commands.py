@@ -38,7 +38,9 @@ FAMILY_MODULES = {
 }
 TASK_ALIASES = {"next-purchase": "next_purchase", "cross-sell": "cross_sell"}
 
-models_app = typer.Typer(help="Inspect the registry, promote or roll back champions.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Inspect the registry, promote or roll back champions.", no_args_is_help=True
+)
 
 
 def family_module(family: str) -> ModuleType:
@@ -93,7 +95,9 @@ def primary_model(mod: ModuleType, evaluation: pd.DataFrame) -> str:
 
 def validation_value(mod: ModuleType, evaluation: pd.DataFrame) -> float:
     model = primary_model(mod, evaluation)
-    rows = evaluation[(evaluation["model"] == model) & (evaluation["metric"] == mod.VALIDATION_METRIC)]
+    rows = evaluation[
+        (evaluation["model"] == model) & (evaluation["metric"] == mod.VALIDATION_METRIC)
+    ]
     if rows.empty:
         raise RuntimeError(f"evaluation has no {mod.VALIDATION_METRIC} for model {model}")
     return float(rows["value"].mean())
@@ -114,13 +118,20 @@ def fit_stage(family: str, tables: Tables, as_of: pd.Timestamp) -> dict:
     model = mod.fit_family(tables, as_of, config=config)
     predictions = mod.predict_family(model, tables, as_of)
     return {
-        "family": family, "config": config, "evaluation": evaluation, "validation_value": val,
-        "model": model, "predictions": predictions,
-        "seconds_validate": t_val, "seconds_fit": time.perf_counter() - t0 - t_val,
+        "family": family,
+        "config": config,
+        "evaluation": evaluation,
+        "validation_value": val,
+        "model": model,
+        "predictions": predictions,
+        "seconds_validate": t_val,
+        "seconds_fit": time.perf_counter() - t0 - t_val,
     }
 
 
-def log_stage(stage: dict, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True) -> dict:
+def log_stage(
+    stage: dict, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True
+) -> dict:
     """Log a fitted stage to MLflow, register it and promote it if it beats the champion."""
     from training import tracking
 
@@ -130,11 +141,18 @@ def log_stage(stage: dict, tables: Tables, as_of: pd.Timestamp, force: bool = Fa
     figures = mod.figures(model) if hasattr(mod, "figures") else {}
     features = list(getattr(model, "feature_names_", []) or [])
     run_id, version = tracking.log_family_run(
-        family, model, stage["predictions"],
-        cutoff=as_of, config=stage["config"], evaluation=stage["evaluation"],
-        validation_metric=mod.VALIDATION_METRIC, validation_value=stage["validation_value"],
-        feature_names=features, fingerprint=tracking.data_fingerprint(tables),
-        figures=figures, register=register,
+        family,
+        model,
+        stage["predictions"],
+        cutoff=as_of,
+        config=stage["config"],
+        evaluation=stage["evaluation"],
+        validation_metric=mod.VALIDATION_METRIC,
+        validation_value=stage["validation_value"],
+        feature_names=features,
+        fingerprint=tracking.data_fingerprint(tables),
+        figures=figures,
+        register=register,
     )
     promoted, why = (False, "not registered")
     if version is not None:
@@ -143,18 +161,28 @@ def log_stage(stage: dict, tables: Tables, as_of: pd.Timestamp, force: bool = Fa
         )
     seconds_log = time.perf_counter() - t0
     return {
-        "family": family, "version": version, "validation_metric": mod.VALIDATION_METRIC,
-        "validation_value": stage["validation_value"], "promoted": promoted, "decision": why,
-        "run_id": run_id, "seconds_validate": stage["seconds_validate"],
-        "seconds_fit": stage["seconds_fit"], "seconds_log": seconds_log,
+        "family": family,
+        "version": version,
+        "validation_metric": mod.VALIDATION_METRIC,
+        "validation_value": stage["validation_value"],
+        "promoted": promoted,
+        "decision": why,
+        "run_id": run_id,
+        "seconds_validate": stage["seconds_validate"],
+        "seconds_fit": stage["seconds_fit"],
+        "seconds_log": seconds_log,
         "seconds": stage["seconds_validate"] + stage["seconds_fit"] + seconds_log,
         "rows_predicted": len(stage["predictions"]),
     }
 
 
-def train_family(family: str, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True) -> dict:
+def train_family(
+    family: str, tables: Tables, as_of: pd.Timestamp, force: bool = False, register: bool = True
+) -> dict:
     """Validate, fit, log, register and (if better) promote one family. Returns a summary dict."""
-    return log_stage(fit_stage(family, tables, as_of), tables, as_of, force=force, register=register)
+    return log_stage(
+        fit_stage(family, tables, as_of), tables, as_of, force=force, register=register
+    )
 
 
 #: Tables shared with forked workers (inherited by fork, never pickled).
@@ -213,12 +241,20 @@ def _default_jobs() -> int:
 
 
 def train(
-    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"),
-    as_of: str | None = typer.Option(None, "--as-of", help="train on data before this date (default: all data)"),
+    family: str = typer.Argument(
+        "all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="train on data before this date (default: all data)"
+    ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path", help="files source directory"),
-    force: bool = typer.Option(False, "--force", help="make the new version champion even if it is not better"),
-    jobs: int = typer.Option(_default_jobs(), "--jobs", "-j", min=1, help="families fitted in parallel processes"),
+    force: bool = typer.Option(
+        False, "--force", help="make the new version champion even if it is not better"
+    ),
+    jobs: int = typer.Option(
+        _default_jobs(), "--jobs", "-j", min=1, help="families fitted in parallel processes"
+    ),
 ) -> None:
     """Train model families, log them to MLflow, register them and promote the better ones."""
     families = parse_families(family)
@@ -226,18 +262,31 @@ def train(
     cutoff = parse_date(as_of) or default_as_of(tables)
 
     def report(res: dict) -> None:
-        console.print(f"[bold]{res['family']}[/]: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f} "
-                      f"-> {res['decision']} ({res['seconds']:.0f} s of work)")
+        console.print(
+            f"[bold]{res['family']}[/]: v{res['version']} {res['validation_metric']}={res['validation_value']:.4f} "
+            f"-> {res['decision']} ({res['seconds']:.0f} s of work)"
+        )
 
     t0 = time.perf_counter()
-    with console.status(f"training {', '.join(families)} as of {cutoff.date()} ({jobs} process(es)) ..."):
+    with console.status(
+        f"training {', '.join(families)} as of {cutoff.date()} ({jobs} process(es)) ..."
+    ):
         results = train_families(families, tables, cutoff, force=force, jobs=jobs, on_done=report)
-    console.print(f"trained {len(results)} famil{'y' if len(results) == 1 else 'ies'} in {time.perf_counter() - t0:.0f} s")
+    console.print(
+        f"trained {len(results)} famil{'y' if len(results) == 1 else 'ies'} in {time.perf_counter() - t0:.0f} s"
+    )
     table = Table(title=f"training as of {cutoff.date()}")
     for col in ("family", "version", "metric", "value", "decision", "seconds"):
         table.add_column(col)
     for r in results:
-        table.add_row(r["family"], str(r["version"]), r["validation_metric"], f"{r['validation_value']:.4f}", r["decision"], f"{r['seconds']:.0f}")
+        table.add_row(
+            r["family"],
+            str(r["version"]),
+            r["validation_metric"],
+            f"{r['validation_value']:.4f}",
+            r["decision"],
+            f"{r['seconds']:.0f}",
+        )
     console.print(table)
 
 
@@ -245,7 +294,9 @@ def evaluation_table(evaluation: pd.DataFrame) -> pd.DataFrame:
     """Wide table: one row per (family, model, metric), one column per cutoff, plus the mean."""
     ev = evaluation.copy()
     ev["cutoff"] = pd.to_datetime(ev["cutoff"]).dt.strftime("%Y-%m-%d")
-    wide = ev.pivot_table(index=["family", "metric", "model"], columns="cutoff", values="value", aggfunc="mean")
+    wide = ev.pivot_table(
+        index=["family", "metric", "model"], columns="cutoff", values="value", aggfunc="mean"
+    )
     wide["mean"] = wide.mean(axis=1)
     return wide.reset_index()
 
@@ -253,17 +304,23 @@ def evaluation_table(evaluation: pd.DataFrame) -> pd.DataFrame:
 def print_evaluation(wide: pd.DataFrame, title: str) -> None:
     table = Table(title=title)
     for col in wide.columns:
-        table.add_column(str(col), justify="right" if col not in ("family", "metric", "model") else "left")
+        table.add_column(
+            str(col), justify="right" if col not in ("family", "metric", "model") else "left"
+        )
     for row in wide.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
     Console(width=max(160, Console().width)).print(table)
 
 
 def evaluate(
-    family: str = typer.Argument("all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"),
+    family: str = typer.Argument(
+        "all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"
+    ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
-    out: Path | None = typer.Option(None, "--out", help="also write the long table (CSV or Parquet)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="also write the long table (CSV or Parquet)"
+    ),
     log: bool = typer.Option(True, "--log/--no-log", help="log the table to MLflow"),
 ) -> None:
     """Each model vs each baseline, per metric and cutoff, plus the mean (DESIGN.md protocol)."""
@@ -273,7 +330,9 @@ def evaluate(
     for fam in families:
         mod = family_module(fam)
         t0 = time.perf_counter()
-        with console.status(f"evaluating {fam} at {', '.join(str(c.date()) for c in CUTOFFS[fam])} ..."):
+        with console.status(
+            f"evaluating {fam} at {', '.join(str(c.date()) for c in CUTOFFS[fam])} ..."
+        ):
             ev = mod.evaluate_family(tables, cutoffs=CUTOFFS[fam], config=mod.default_config())
         console.print(f"{fam}: evaluated in {time.perf_counter() - t0:.0f} s")
         frames.append(ev)
@@ -287,7 +346,9 @@ def evaluate(
         from training import tracking
 
         for fam, ev in evaluation.groupby("family"):
-            with mlflow.start_run(experiment_id=tracking.experiment_id(f"tailor-{fam}"), run_name=f"evaluate-{fam}"):
+            with mlflow.start_run(
+                experiment_id=tracking.experiment_id(f"tailor-{fam}"), run_name=f"evaluate-{fam}"
+            ):
                 mlflow.set_tag("kind", "evaluation")
                 mlflow.set_tag("data_fingerprint", tracking.data_fingerprint(tables))
                 tracking.log_evaluation(ev)
@@ -302,7 +363,9 @@ def write_frame(df: pd.DataFrame, out: Path) -> None:
     elif suffix == ".csv":
         df.to_csv(out, index=False)
     else:
-        raise typer.BadParameter(f"unsupported output {out.name!r}: use .parquet or .csv", param_hint="--out")
+        raise typer.BadParameter(
+            f"unsupported output {out.name!r}: use .parquet or .csv", param_hint="--out"
+        )
 
 
 PREDICT_COLUMNS = {
@@ -315,24 +378,34 @@ PREDICT_COLUMNS = {
 
 def predict(
     task: str = typer.Argument(..., help="next-purchase | cross-sell | churn | value"),
-    as_of: str = typer.Option(..., "--as-of", help="train strictly on data before this date, predict as of it"),
+    as_of: str = typer.Option(
+        ..., "--as-of", help="train strictly on data before this date, predict as of it"
+    ),
     out: Path = typer.Option(..., "--out", help="output file: .parquet or .csv"),
-    k: int = typer.Option(10, "--k", min=1, max=200, help="list length for next-purchase and cross-sell"),
+    k: int = typer.Option(
+        10, "--k", min=1, max=200, help="list length for next-purchase and cross-sell"
+    ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
 ) -> None:
     """Train on data before DATE and write predictions as of DATE."""
     fam = TASK_ALIASES.get(task, task)
     if fam not in PREDICT_COLUMNS:
-        raise typer.BadParameter(f"unknown task {task!r}; choose next-purchase, cross-sell, churn or value")
+        raise typer.BadParameter(
+            f"unknown task {task!r}; choose next-purchase, cross-sell, churn or value"
+        )
     if Path(out).suffix.lower() not in (".parquet", ".csv"):
-        raise typer.BadParameter(f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint="--out")
+        raise typer.BadParameter(
+            f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint="--out"
+        )
     cutoff = parse_date(as_of)
     mod = family_module(fam)
     tables = _load(source, path)
     first = tables.transactions["timestamp"].min()
     if cutoff <= first + pd.Timedelta(days=28):
-        raise typer.BadParameter(f"--as-of {cutoff.date()} leaves too little history (data starts {first.date()})")
+        raise typer.BadParameter(
+            f"--as-of {cutoff.date()} leaves too little history (data starts {first.date()})"
+        )
     t0 = time.perf_counter()
     with console.status(f"fitting {fam} on data before {cutoff.date()} ..."):
         model = mod.fit_family(tables, cutoff, config=mod.default_config())
@@ -348,7 +421,9 @@ def predict(
         if pred[c].dtype == object and len(pred) and isinstance(pred[c].iloc[0], list | tuple):
             pred[c] = pred[c].map(lambda v: "; ".join(map(str, v)))
     write_frame(pred, out)
-    console.print(f"{fam}: {len(pred):,} rows for {pred['customer_id'].nunique():,} customers -> {out} ({time.perf_counter() - t0:.0f} s)")
+    console.print(
+        f"{fam}: {len(pred):,} rows for {pred['customer_id'].nunique():,} customers -> {out} ({time.perf_counter() - t0:.0f} s)"
+    )
 
 
 @models_app.command("list")
@@ -373,7 +448,9 @@ def models_promote(
 
     fam = TASK_ALIASES.get(family, family)
     mod = family_module(fam)
-    ok, why = tracking.promote_if_better(fam, version, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force)
+    ok, why = tracking.promote_if_better(
+        fam, version, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force
+    )
     console.print(why)
     if not ok:
         raise typer.Exit(code=1)
@@ -396,7 +473,9 @@ def models_rollback(family: str = typer.Argument(...)) -> None:
 def run(
     port: int = typer.Option(3000, "--port"),
     source: str = typer.Option("completejourney", "--source", "-s"),
-    serve: bool = typer.Option(True, "--serve/--no-serve", help="start the offer service at the end"),
+    serve: bool = typer.Option(
+        True, "--serve/--no-serve", help="start the offer service at the end"
+    ),
 ) -> None:
     """The main job: load the source, build features, train + register every family, serve offers."""
     from features.build import build_all, write_features
@@ -409,8 +488,10 @@ def run(
     with console.status(f"loading {source} ..."):
         tables = load_source(source)
         save_tables(tables, source_dir(source), {"source": source})
-    console.print(f"[green]1/4[/] loaded {source}: {len(tables.transactions):,} line items, "
-                  f"{tables.transactions['customer_id'].nunique():,} customers")
+    console.print(
+        f"[green]1/4[/] loaded {source}: {len(tables.transactions):,} line items, "
+        f"{tables.transactions['customer_id'].nunique():,} customers"
+    )
     as_of = default_as_of(tables)
     with console.status(f"building features as of {as_of.date()} ..."):
         frames = build_all(tables, as_of)
@@ -419,8 +500,10 @@ def run(
     console.print(f"[green]2/4[/] features as of {as_of.date()} -> {out}")
 
     def report(res: dict) -> None:
-        console.print(f"[green]3/4[/] {res['family']}: v{res['version']} "
-                      f"{res['validation_metric']}={res['validation_value']:.4f}, {res['decision']}")
+        console.print(
+            f"[green]3/4[/] {res['family']}: v{res['version']} "
+            f"{res['validation_metric']}={res['validation_value']:.4f}, {res['decision']}"
+        )
 
     with console.status(f"training {', '.join(FAMILY_MODULES)} ..."):
         train_families(list(FAMILY_MODULES), tables, as_of, jobs=_default_jobs(), on_done=report)
@@ -428,5 +511,7 @@ def run(
     if serve:
         from serving import cli as serving_cli
 
-        console.print(f"[green]4/4[/] starting the offer service on http://127.0.0.1:{port} (Ctrl-C stops it)")
+        console.print(
+            f"[green]4/4[/] starting the offer service on http://127.0.0.1:{port} (Ctrl-C stops it)"
+        )
         serving_cli.serve(port=port, rebuild=True, source=source)

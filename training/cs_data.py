@@ -76,11 +76,19 @@ class CrossSellHistory:
 
     def rows(self, customer_ids) -> np.ndarray:
         """Matrix rows of ``customer_ids`` (-1 for customers without history)."""
-        return self._cust_pos.reindex(np.asarray(customer_ids, dtype="int64")).fillna(-1).to_numpy("int64")
+        return (
+            self._cust_pos.reindex(np.asarray(customer_ids, dtype="int64"))
+            .fillna(-1)
+            .to_numpy("int64")
+        )
 
     def cols(self, product_ids) -> np.ndarray:
         """Matrix columns of ``product_ids`` (-1 for products outside the universe)."""
-        return self._item_pos.reindex(np.asarray(product_ids, dtype="int64")).fillna(-1).to_numpy("int64")
+        return (
+            self._item_pos.reindex(np.asarray(product_ids, dtype="int64"))
+            .fillna(-1)
+            .to_numpy("int64")
+        )
 
     def binary(self) -> sp.csr_matrix:
         b = self.counts.copy()
@@ -112,9 +120,9 @@ def sales_before(tables: Tables, cutoff) -> pd.DataFrame:
         return s.reset_index(drop=True)
     s = s.assign(timestamp=s.groupby("basket_id", sort=False)["timestamp"].transform("min"))
     s = s.drop_duplicates(["basket_id", "product_id"])
-    return s.sort_values(["customer_id", "timestamp", "basket_id", "product_id"], kind="stable").reset_index(
-        drop=True
-    )
+    return s.sort_values(
+        ["customer_id", "timestamp", "basket_id", "product_id"], kind="stable"
+    ).reset_index(drop=True)
 
 
 def build_history(tables: Tables, cutoff, min_buyers: int = 2) -> CrossSellHistory:
@@ -131,7 +139,9 @@ def build_history(tables: Tables, cutoff, min_buyers: int = 2) -> CrossSellHisto
     sales = sales_before(tables, cutoff)
     if sales.empty:
         first = tables.transactions["timestamp"].min()
-        raise ValueError(f"no purchase before the cutoff {cutoff} (data starts {first}); nothing to learn from")
+        raise ValueError(
+            f"no purchase before the cutoff {cutoff} (data starts {first}); nothing to learn from"
+        )
     cp = sales.groupby(["customer_id", "product_id"], sort=True).size().rename("n").reset_index()
     buyers = cp["product_id"].value_counts()
     items = np.sort(buyers.index[buyers >= min_buyers].to_numpy("int64"))
@@ -148,7 +158,11 @@ def build_history(tables: Tables, cutoff, min_buyers: int = 2) -> CrossSellHisto
     if tables.products is not None:
         products = tables.products.set_index("product_id")
     logger.debug(
-        "cross-sell history as of %s: %d customers, %d items, %d pairs", cutoff, len(customers), len(items), counts.nnz
+        "cross-sell history as of %s: %d customers, %d items, %d pairs",
+        cutoff,
+        len(customers),
+        len(items),
+        counts.nnz,
     )
     return CrossSellHistory(cutoff, customers, items, counts, sales, products)
 
@@ -187,11 +201,15 @@ def rank_matrix_rows(scores: np.ndarray) -> np.ndarray:
     """Rank (1 = best) of every entry within its row; ties by lower column index."""
     order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(scores.shape[0], 0), axis=1)
+    np.put_along_axis(
+        ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(scores.shape[0], 0), axis=1
+    )
     return ranks
 
 
-def category_shares(history: CrossSellHistory, rows: np.ndarray | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
+def category_shares(
+    history: CrossSellHistory, rows: np.ndarray | None = None
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Share of each customer's purchases (customer x product pairs) per category.
 
     Returns the customers x categories sparse matrix (rows sum to 1 where any product has a

@@ -55,7 +55,9 @@ class CrossSellRanker(Ranker):
     def __init__(self, min_buyers: int = 2):
         self.min_buyers = min_buyers
 
-    def fit(self, tables: Tables, cutoff, history: CrossSellHistory | None = None) -> CrossSellRanker:
+    def fit(
+        self, tables: Tables, cutoff, history: CrossSellHistory | None = None
+    ) -> CrossSellRanker:
         """Learn from purchases strictly before ``cutoff``.
 
         Parameters
@@ -86,7 +88,9 @@ class CrossSellRanker(Ranker):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "history_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(tables, cutoff) first")
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted; call fit(tables, cutoff) first"
+            )
 
     def masked_scores(self, rows: np.ndarray) -> np.ndarray:
         """:meth:`score_rows` with every product bought before the cutoff set to -inf."""
@@ -128,7 +132,9 @@ class CrossSellRanker(Ranker):
         return out.sort_values(["customer_id", "rank"], kind="stable").reset_index(drop=True)
 
 
-def _long(cust: np.ndarray, idx: np.ndarray, val: np.ndarray, items: np.ndarray, reason: str) -> pd.DataFrame:
+def _long(
+    cust: np.ndarray, idx: np.ndarray, val: np.ndarray, items: np.ndarray, reason: str
+) -> pd.DataFrame:
     ok = idx >= 0
     k = idx.shape[1]
     out = pd.DataFrame(
@@ -161,7 +167,9 @@ class PopularityRanker(CrossSellRanker):
             raise ValueError(f"days must be >= 1, got {self.days!r}")
         pop = history.recent_buyers(self.days)
         # ties: all-time buyers, then product id (top_n_rows)
-        self.popularity_ = pop + 1e-6 * (np.asarray(history.binary().sum(axis=0)).ravel() / history.n_customers)
+        self.popularity_ = pop + 1e-6 * (
+            np.asarray(history.binary().sum(axis=0)).ravel() / history.n_customers
+        )
 
     def score_rows(self, rows) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_)))
@@ -227,7 +235,8 @@ class CooccurrenceRanker(_ItemItemRanker):
         keep = cols >= 0
         baskets, b = np.unique(s["basket_id"].to_numpy()[keep], return_inverse=True)
         m = sp.csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32), (b, cols[keep])), shape=(len(baskets), history.n_items)
+            (np.ones(int(keep.sum()), dtype=np.float32), (b, cols[keep])),
+            shape=(len(baskets), history.n_items),
         )
         self.similarity_ = _item_cosine(m, self.neighbours)
 
@@ -292,7 +301,9 @@ class ALSRanker(CrossSellRanker):
 # --------------------------------------------------------------------------- look-alike
 
 
-def customer_profile(tables: Tables, history: CrossSellHistory, demographics_weight: float = 0.5) -> np.ndarray:
+def customer_profile(
+    tables: Tables, history: CrossSellHistory, demographics_weight: float = 0.5
+) -> np.ndarray:
     """Unit-length customer vectors for look-alike search (rows = history customers).
 
     Blocks: sqrt of category shares (private: the shared features only carry departments),
@@ -308,18 +319,28 @@ def customer_profile(tables: Tables, history: CrossSellHistory, demographics_wei
     if cat.shape[1]:
         blocks.append(_unit(np.sqrt(cat.toarray())))
     cf = customer_features(tables, history.cutoff).reindex(history.customers)
-    dept = cf[[c for c in cf.columns if c.startswith("dept_share__")]].fillna(0.0).to_numpy("float64")
+    dept = (
+        cf[[c for c in cf.columns if c.startswith("dept_share__")]].fillna(0.0).to_numpy("float64")
+    )
     if dept.shape[1]:
         blocks.append(_unit(np.sqrt(np.clip(dept, 0.0, None))))
     if demographics_weight > 0:
         demo = demographic_features(tables, history.customers)
-        num = demo[["age_mid", "income_mid", "homeowner", "married", "household_size_n", "kids_n"]].astype(float)
+        num = demo[
+            ["age_mid", "income_mid", "homeowner", "married", "household_size_n", "kids_n"]
+        ].astype(float)
         z = ((num - num.mean()) / num.std(ddof=0).replace(0, 1.0)).fillna(0.0).to_numpy()
-        stage = pd.get_dummies(demo["lifecycle_stage"]).drop(columns="unknown", errors="ignore").to_numpy(float)
+        stage = (
+            pd.get_dummies(demo["lifecycle_stage"])
+            .drop(columns="unknown", errors="ignore")
+            .to_numpy(float)
+        )
         d = np.hstack([z / np.sqrt(max(z.shape[1], 1)), stage])
         blocks.append(demographics_weight * _unit(d))
     if not blocks:
-        raise ValueError("look-alike: no customer attribute to compare (no categories, departments or demographics)")
+        raise ValueError(
+            "look-alike: no customer attribute to compare (no categories, departments or demographics)"
+        )
     return _unit(np.hstack(blocks))
 
 
@@ -329,7 +350,7 @@ def _unit(a: np.ndarray) -> np.ndarray:
 
 
 class LookAlikeRanker(CrossSellRanker):
-    """"Households like yours buy this": the ``neighbours`` most similar customers' purchases.
+    """ "Households like yours buy this": the ``neighbours`` most similar customers' purchases.
 
     Similarity is the cosine between :func:`customer_profile` vectors; a product's score
     is the similarity-weighted share of neighbours who bought it.

@@ -82,9 +82,7 @@ def experiment_id(name: str) -> str:
 def data_fingerprint(tables) -> str:
     """A short hash of the training data (row counts, date range, totals) to log with each run."""
     tx = tables.transactions
-    parts = {
-        name: len(df) for name, df in tables.items()
-    } | {
+    parts = {name: len(df) for name, df in tables.items()} | {
         "first": str(tx["timestamp"].min()),
         "last": str(tx["timestamp"].max()),
         "sales": round(float(tx["sales_value"].sum()), 2),
@@ -150,8 +148,12 @@ def log_family_run(
     from mlflow.models import infer_signature
 
     exp = experiment_id(f"tailor-{family}")
-    with mlflow.start_run(experiment_id=exp, run_name=run_name or f"{family}-{pd.Timestamp(cutoff).date()}") as run:
-        mlflow.log_params(_flat_params(config) | {"cutoff": str(pd.Timestamp(cutoff).date()), "family": family})
+    with mlflow.start_run(
+        experiment_id=exp, run_name=run_name or f"{family}-{pd.Timestamp(cutoff).date()}"
+    ) as run:
+        mlflow.log_params(
+            _flat_params(config) | {"cutoff": str(pd.Timestamp(cutoff).date()), "family": family}
+        )
         mlflow.set_tags({"data_fingerprint": fingerprint, "validation_metric": validation_metric})
         mlflow.log_metric(f"val_{validation_metric.replace('@', '_at_')}", float(validation_value))
         if evaluation is not None and len(evaluation):
@@ -160,7 +162,9 @@ def log_family_run(
             mlflow.log_text("\n".join(feature_names), "features.txt")
         for name, fig in (figures or {}).items():
             mlflow.log_figure(fig, f"plots/{name}.png")
-        sample_in = pd.DataFrame({"customer_id": predictions["customer_id"].drop_duplicates().head(5).astype("int64")})
+        sample_in = pd.DataFrame(
+            {"customer_id": predictions["customer_id"].drop_duplicates().head(5).astype("int64")}
+        )
         wrapper = FamilyModel(family, model, predictions, str(pd.Timestamp(cutoff)))
         sample_out = wrapper.predict(None, sample_in)
         signature = infer_signature(sample_in, _json_safe(sample_out))
@@ -173,13 +177,21 @@ def log_family_run(
         )
         version = None
         if register:
-            mv = mlflow.register_model(info.model_uri, model_name(family), await_registration_for=60)
+            mv = mlflow.register_model(
+                info.model_uri, model_name(family), await_registration_for=60
+            )
             version = str(mv.version)
             c = client()
-            c.set_model_version_tag(model_name(family), version, "validation_metric", validation_metric)
-            c.set_model_version_tag(model_name(family), version, "validation_value", repr(float(validation_value)))
+            c.set_model_version_tag(
+                model_name(family), version, "validation_metric", validation_metric
+            )
+            c.set_model_version_tag(
+                model_name(family), version, "validation_value", repr(float(validation_value))
+            )
             c.set_model_version_tag(model_name(family), version, "data_fingerprint", fingerprint)
-            c.set_model_version_tag(model_name(family), version, "cutoff", str(pd.Timestamp(cutoff).date()))
+            c.set_model_version_tag(
+                model_name(family), version, "cutoff", str(pd.Timestamp(cutoff).date())
+            )
         return run.info.run_id, version
 
 
@@ -187,7 +199,9 @@ def _json_safe(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
         if out[c].dtype == object:
-            out[c] = out[c].map(lambda v: json.dumps(v) if isinstance(v, list | dict | tuple | np.ndarray) else v)
+            out[c] = out[c].map(
+                lambda v: json.dumps(v) if isinstance(v, list | dict | tuple | np.ndarray) else v
+            )
     return out
 
 
@@ -228,7 +242,9 @@ def _history(c: MlflowClient, name: str) -> list[str]:
     return [v for v in raw.split(",") if v]
 
 
-def promote_if_better(family: str, version: str, greater_is_better: bool = True, force: bool = False) -> tuple[bool, str]:
+def promote_if_better(
+    family: str, version: str, greater_is_better: bool = True, force: bool = False
+) -> tuple[bool, str]:
     """Move ``champion`` to ``version`` if it beats the current champion's validation value.
 
     Returns ``(promoted, reason)``.
@@ -246,13 +262,20 @@ def promote_if_better(family: str, version: str, greater_is_better: bool = True,
         if old is not None:
             better = new > old if greater_is_better else new < old
             if not better:
-                return False, f"v{version} ({new:.4f}) does not beat champion v{cur} ({old:.4f}); champion kept"
+                return (
+                    False,
+                    f"v{version} ({new:.4f}) does not beat champion v{cur} ({old:.4f}); champion kept",
+                )
     hist = _history(c, name)
     if cur is not None:
         hist.append(cur)
     c.set_registered_model_tag(name, HISTORY_TAG, ",".join(hist))
     c.set_registered_model_alias(name, ALIAS, str(version))
-    why = "forced" if force and cur is not None else ("first champion" if cur is None else f"beats v{cur}")
+    why = (
+        "forced"
+        if force and cur is not None
+        else ("first champion" if cur is None else f"beats v{cur}")
+    )
     logger.info("%s: champion -> v%s (%s)", name, version, why)
     return True, f"champion -> v{version} ({why})"
 
@@ -276,7 +299,9 @@ def load_champion(family: str):
     name = model_name(family)
     version = current_champion(family)
     if version is None:
-        raise NoChampionError(f"no '{ALIAS}' version registered for {name}; run `tailor train {family}`")
+        raise NoChampionError(
+            f"no '{ALIAS}' version registered for {name}; run `tailor train {family}`"
+        )
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     wrapper = pyfunc.unwrap_python_model()
     return wrapper.model, version
@@ -287,7 +312,9 @@ def load_champion_wrapper(family: str) -> tuple[FamilyModel, str]:
     name = model_name(family)
     version = current_champion(family)
     if version is None:
-        raise NoChampionError(f"no '{ALIAS}' version registered for {name}; run `tailor train {family}`")
+        raise NoChampionError(
+            f"no '{ALIAS}' version registered for {name}; run `tailor train {family}`"
+        )
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model(), version
 
 
@@ -305,7 +332,9 @@ def list_versions(family: str) -> pd.DataFrame:
             {
                 "version": int(mv.version),
                 "validation_metric": mv.tags.get("validation_metric"),
-                "validation_value": float(mv.tags["validation_value"]) if "validation_value" in mv.tags else None,
+                "validation_value": float(mv.tags["validation_value"])
+                if "validation_value" in mv.tags
+                else None,
                 "cutoff": mv.tags.get("cutoff"),
                 "champion": str(mv.version) == champ,
                 "run_id": mv.run_id,

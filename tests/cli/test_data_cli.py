@@ -27,7 +27,13 @@ def _write_shop(directory, bad_price=False):
             "basket_id": [10, 11, 20, 21, 30],
             "product_id": [100, 101, 100, 102, 101],
             "store_id": [1, 1, 1, 2, 2],
-            "timestamp": ["2017-01-02 10:00", "2017-01-09 11:00", "2017-01-03 09:00", "2017-01-20 18:00", "2017-01-05 12:00"],
+            "timestamp": [
+                "2017-01-02 10:00",
+                "2017-01-09 11:00",
+                "2017-01-03 09:00",
+                "2017-01-20 18:00",
+                "2017-01-05 12:00",
+            ],
             "quantity": [1, 2, 1, -1, 1],
             "sales_value": [2.5, 5.0, 2.5, -3.0, 4.0],
             "retail_discount": [0.0, 0.5, 0.0, 0.0, 0.0],
@@ -77,13 +83,29 @@ def test_features_build_writes_parquet(home):
     shop = home / "shop"
     _write_shop(shop)
     out = home / "feat"
-    res = runner.invoke(app, ["features", "build", "--as-of", "2017-01-15", "--source", "files", "--path", str(shop), "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "features",
+            "build",
+            "--as-of",
+            "2017-01-15",
+            "--source",
+            "files",
+            "--path",
+            str(shop),
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["out"] == str(out)
     cust = pd.read_parquet(out / "customers.parquet")
     # customer 2's return on 2017-01-20 is after the cutoff: only their first visit counts
-    assert sorted(cust.index.tolist() if cust.index.name == "customer_id" else cust["customer_id"].tolist()) == [1, 2, 3]
+    assert sorted(
+        cust.index.tolist() if cust.index.name == "customer_id" else cust["customer_id"].tolist()
+    ) == [1, 2, 3]
 
 
 def test_features_build_rejects_bad_date(home):

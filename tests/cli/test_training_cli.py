@@ -73,10 +73,18 @@ def test_train_two_families_in_parallel_then_promote_and_rollback(home):
 
 def test_predict_value_writes_the_contract_columns(home, tmp_path):
     out = tmp_path / "value.csv"
-    res = invoke("predict", "value", "--as-of", "2017-10-01", "--out", str(out), "--source", "synthetic")
+    res = invoke(
+        "predict", "value", "--as-of", "2017-10-01", "--out", str(out), "--source", "synthetic"
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
-    assert list(df.columns[:5]) == ["customer_id", "expected_spend_90d", "clv_1y", "p_alive", "tier"]
+    assert list(df.columns[:5]) == [
+        "customer_id",
+        "expected_spend_90d",
+        "clv_1y",
+        "p_alive",
+        "tier",
+    ]
     assert df["customer_id"].is_unique and (df["expected_spend_90d"] >= 0).all()
     assert df["p_alive"].between(0, 1).all()
 
@@ -98,7 +106,19 @@ def test_evaluate_prints_model_and_baseline_and_writes_long_table(home, tmp_path
         (("train", "weather"), "unknown model family"),
         (("predict", "churn", "--as-of", "2017-10-01", "--out", "x.txt"), "use .parquet or .csv"),
         (("predict", "churn", "--as-of", "not-a-date", "--out", "x.csv"), "not a date"),
-        (("predict", "churn", "--as-of", "2017-01-10", "--out", "x.csv", "--source", "synthetic"), "too little history"),
+        (
+            (
+                "predict",
+                "churn",
+                "--as-of",
+                "2017-01-10",
+                "--out",
+                "x.csv",
+                "--source",
+                "synthetic",
+            ),
+            "too little history",
+        ),
     ],
 )
 def test_bad_arguments_are_clear(home, args, message):

@@ -44,9 +44,13 @@ def planted_shop(n: int = 240, days: int = 300, seed: int = 0) -> tuple[Tables, 
             basket += 1
             v = value[c] * rng.uniform(0.6, 1.4) * (0.5 if warning else 1.0)
             for k in range(2):
-                rows.append((c + 1, basket, 1 + (c + k) % 20, START + pd.Timedelta(days=float(t)), v / 2))
+                rows.append(
+                    (c + 1, basket, 1 + (c + k) % 20, START + pd.Timedelta(days=float(t)), v / 2)
+                )
             t += rng.exponential(1 / rate[c]) * (3.0 if warning else 1.0)
-    tx = pd.DataFrame(rows, columns=["customer_id", "basket_id", "product_id", "timestamp", "sales_value"])
+    tx = pd.DataFrame(
+        rows, columns=["customer_id", "basket_id", "product_id", "timestamp", "sales_value"]
+    )
     tx["store_id"] = 1
     tx["quantity"] = 1.0
     tx["retail_discount"] = 0.0
@@ -88,7 +92,9 @@ def test_training_cutoffs_label_windows_end_by_cutoff(shop):
     # grid days are shared by two cutoffs a week apart
     later = training_cutoffs(tables, CUTOFF + pd.Timedelta(days=7), 60, 10, 14, 56)
     assert set(cuts[1:4]) <= set(later)
-    with pytest.raises(ValueError, match="no training cutoff for 2017-03-01.*needs 56 days of history"):
+    with pytest.raises(
+        ValueError, match="no training cutoff for 2017-03-01.*needs 56 days of history"
+    ):
         training_cutoffs(tables, "2017-03-01", 60, 10, 14, 56)
 
 
@@ -110,7 +116,10 @@ def test_model_ranks_the_planted_quitters_first(shop, fitted):
     p = pred["churn_probability"]
     assert p[warning].median() > 3 * p[steady].median()
     # the partial churn model also sees them (their spend halves, then stops)
-    assert pred.loc[warning, "partial_churn_probability"].median() > pred.loc[steady, "partial_churn_probability"].median()
+    assert (
+        pred.loc[warning, "partial_churn_probability"].median()
+        > pred.loc[steady, "partial_churn_probability"].median()
+    )
     assert p.between(0, 1).all() and pred["partial_churn_probability"].between(0, 1).all()
 
 
@@ -124,7 +133,9 @@ def test_reasons_come_from_contributions(shop, fitted):
     p = fitted.predict_proba(X)["churn_probability"]
     i = int(np.argmax(p.to_numpy()))
     assert reasons[i], "the riskiest customer has no reason"
-    assert any(k in " ".join(reasons[i]) for k in ("no visit", "visits", "spend", "visit every", "expects"))
+    assert any(
+        k in " ".join(reasons[i]) for k in ("no visit", "visits", "spend", "visit every", "expects")
+    )
     # recency text carries the numbers of the row
     r = X.iloc[i]
     text = churn._reason_recency(r)
@@ -169,7 +180,9 @@ def test_no_leakage_future_rows_change_nothing(shop, fitted):
     tables, _ = shop
     before = fitted.predict(tables, CUTOFF, reasons=False)
     cut = tables.before(CUTOFF)
-    again = ChurnModel(ChurnConfig.from_dict(FAST)).fit(cut, CUTOFF).predict(cut, CUTOFF, reasons=False)
+    again = (
+        ChurnModel(ChurnConfig.from_dict(FAST)).fit(cut, CUTOFF).predict(cut, CUTOFF, reasons=False)
+    )
     pd.testing.assert_frame_equal(before, again)
 
 
@@ -193,7 +206,12 @@ def test_fit_predict_family_pickles(shop, fitted, tmp_path):
     tables, _ = shop
     m = cloudpickle.loads(cloudpickle.dumps(fitted))
     out = churn.predict_family(m, tables, CUTOFF)
-    assert list(out.columns[:4]) == ["customer_id", "churn_probability", "partial_churn_probability", "reasons"]
+    assert list(out.columns[:4]) == [
+        "customer_id",
+        "churn_probability",
+        "partial_churn_probability",
+        "reasons",
+    ]
     assert out["customer_id"].is_unique
     figs = churn.figures(m)
     assert set(figs) == {"reliability_churn", "reliability_partial_churn"}

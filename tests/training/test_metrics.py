@@ -108,7 +108,12 @@ def test_ranking_rows_long_table():
     from training.metrics import EVALUATION_COLUMNS, ranking_rows
 
     recs = pd.DataFrame(
-        {"customer_id": [1, 1, 2], "product_id": [10, 11, 20], "rank": [1, 2, 1], "score": [0.9, 0.5, 0.7]}
+        {
+            "customer_id": [1, 1, 2],
+            "product_id": [10, 11, 20],
+            "rank": [1, 2, 1],
+            "score": [0.9, 0.5, 0.7],
+        }
     )
     truth = {1: {11}, 2: {99}}
     rows = pd.DataFrame(ranking_rows("fam", "m", recs, truth, "2017-10-02", k=10))

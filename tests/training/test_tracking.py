@@ -29,22 +29,47 @@ def store(tmp_path, monkeypatch):
 def _tables():
     tx = pd.DataFrame(
         {
-            "customer_id": [1, 1, 2], "basket_id": [10, 11, 12], "product_id": [5, 6, 5], "store_id": [1, 1, 1],
+            "customer_id": [1, 1, 2],
+            "basket_id": [10, 11, 12],
+            "product_id": [5, 6, 5],
+            "store_id": [1, 1, 1],
             "timestamp": pd.to_datetime(["2017-01-01", "2017-01-05", "2017-01-03"]),
-            "quantity": [1.0, 1.0, 1.0], "sales_value": [2.0, 3.0, 2.0],
-            "retail_discount": [0.0, 0.0, 0.0], "coupon_discount": [0.0, 0.0, 0.0],
+            "quantity": [1.0, 1.0, 1.0],
+            "sales_value": [2.0, 3.0, 2.0],
+            "retail_discount": [0.0, 0.0, 0.0],
+            "coupon_discount": [0.0, 0.0, 0.0],
         }
     )
     return Tables(transactions=tx)
 
 
 def _log(tracking, value, items):
-    preds = pd.DataFrame({"customer_id": [1, 1, 2], "product_id": items + [items[0]], "rank": [1, 2, 1], "score": [0.9, 0.5, 0.8]})
+    preds = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2],
+            "product_id": items + [items[0]],
+            "rank": [1, 2, 1],
+            "score": [0.9, 0.5, 0.8],
+        }
+    )
     return tracking.log_family_run(
-        "next_purchase", TinyModel(items), preds, cutoff="2017-02-01", config={"k": 10},
-        evaluation=pd.DataFrame({"family": ["next_purchase"] * 2, "model": ["m", "baseline"], "cutoff": ["2017-01-20"] * 2,
-                                 "metric": ["ndcg@10"] * 2, "value": [value, 0.1]}),
-        validation_metric="ndcg@10", validation_value=value, feature_names=["a", "b"],
+        "next_purchase",
+        TinyModel(items),
+        preds,
+        cutoff="2017-02-01",
+        config={"k": 10},
+        evaluation=pd.DataFrame(
+            {
+                "family": ["next_purchase"] * 2,
+                "model": ["m", "baseline"],
+                "cutoff": ["2017-01-20"] * 2,
+                "metric": ["ndcg@10"] * 2,
+                "value": [value, 0.1],
+            }
+        ),
+        validation_metric="ndcg@10",
+        validation_value=value,
+        feature_names=["a", "b"],
         fingerprint=tracking.data_fingerprint(_tables()),
     )
 
