@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
+import threading
+import time
 
 import pytest
 
@@ -235,3 +239,21 @@ def test_journal_survives_non_finite_scores_and_malformed_lines(tmp_path):
         False,
     ]
     log.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_journal_mover_runs_niced_without_renicing_the_process(tmp_path):
+    from serving.eventlog import MOVER_NICE
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    log = EventLog(tmp_path / "events.sqlite", journal=True, flush_interval=0.05)
+    try:
+        tid = log.journal._thread.native_id
+        deadline = time.monotonic() + 5
+        while os.getpriority(os.PRIO_PROCESS, tid) != max(before, MOVER_NICE):
+            assert time.monotonic() < deadline, "the mover thread was not niced"
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the serving thread is untouched
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    finally:
+        log.close()
