@@ -28,4 +28,11 @@ done = function(summary, latency, requests)
     '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(95), latency:percentile(99),
     latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+  -- the whole latency histogram (microseconds, count), so runs can be pooled exactly
+  local parts = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    parts[#parts + 1] = string.format("%d,%d", value, count)
+  end
+  io.write("WRKHIST " .. table.concat(parts, ";") .. "\n")
 end

@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 WRK_JSON = re.compile(r"^WRKJSON (\{.*\})$", re.M)
+WRK_HIST = re.compile(r"^WRKHIST (.*)$", re.M)
 NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 GOAL_FLOOR_P99_MS = 20.0
 GOAL_THROUGHPUT_SHARE = 0.75
@@ -183,6 +184,8 @@ def run_wrk(url: str, connections: int, duration: float, ids: Path, threads: int
     r = json.loads(m.group(1))
     non2xx = int(NON_2XX.search(out).group(1)) if NON_2XX.search(out) else 0
     secs = r["duration_us"] / 1e6
+    h = WRK_HIST.search(out)
+    hist = [tuple(map(int, pair.split(","))) for pair in h.group(1).split(";") if pair] if h else []
     return {
         "connections": connections,
         "rps": r["requests"] / secs if secs else 0.0,
@@ -192,6 +195,7 @@ def run_wrk(url: str, connections: int, duration: float, ids: Path, threads: int
         "max_ms": r["max_us"] / 1000,
         "requests": r["requests"],
         "errors": r["connect"] + r["read"] + r["write"] + r["timeout"] + max(r["status"], non2xx),
+        "hist": hist,
     }
 
 
@@ -237,6 +241,33 @@ def servers(preset: str, home: Path, log_dir: Path) -> tuple[Proc, Proc]:
         "/readyz",
     )
     return floor, tailor
+
+
+def pooled_percentiles(
+    hists: list[list[tuple[int, int]]], ps=(50, 95, 99)
+) -> dict[int, float] | None:
+    """Percentiles (ms) of the latencies of several runs together, from wrk's (microseconds, count) histograms.
+
+    Pooling the runs of a step estimates its tail from all their requests at once: a median of
+    per-run 99th percentiles jumps between the runs that happened to catch a rare stall and
+    those that did not. None if a run has no histogram.
+    """
+    if not hists or not all(hists):
+        return None
+    counts: dict[int, int] = {}
+    for h in hists:
+        for v, c in h:
+            counts[v] = counts.get(v, 0) + c
+    values = sorted(counts)
+    total = sum(counts.values())
+    out, cum, i = {}, 0, 0
+    for p in sorted(ps):
+        need = p / 100 * total
+        while i < len(values) and cum + counts[values[i]] < need:
+            cum += counts[values[i]]
+            i += 1
+        out[p] = values[min(i, len(values) - 1)] / 1000
+    return out
 
 
 def _median(xs: list[float]) -> float:
@@ -287,11 +318,20 @@ def sweep(
                     }
                     for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
                         row[k] = _median([r[k] for r in rs])
+                    row["p99_ms_runs"] = [r["p99_ms"] for r in rs]
+                    pooled = pooled_percentiles([r["hist"] for r in rs])
+                    if pooled:  # latencies: every request of the step's runs together
+                        row["p50_ms"], row["p95_ms"], row["p99_ms"] = (
+                            pooled[50],
+                            pooled[95],
+                            pooled[99],
+                        )
+                    row["max_ms"] = max(r["max_ms"] for r in rs)
                     rows.append(row)
                     print(
                         f"{preset:17s} {name:6s} c={c:<3d} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f}  "
                         f"p95 {row['p95_ms']:6.2f}  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}"
-                        f"  (median of {len(rs)})",
+                        f"  ({len(rs)} runs; per-run p99 {'/'.join(f'{x:.0f}' for x in row['p99_ms_runs'])})",
                         flush=True,
                     )
         finally:
@@ -363,7 +403,8 @@ def evaluate(rows: list[dict], preset: str = "tuned") -> list[tuple[str, bool, s
 def markdown(rows: list[dict], goals: list[tuple[str, bool, str]], meta: dict) -> str:
     lines = [
         f"Measured {meta['when']} on {meta['machine']}; wrk {meta['wrk']} (1 thread) on loopback, "
-        f"{meta['duration']} s per run, {meta.get('repeat', 1)} interleaved runs per step (medians shown); "
+        f"{meta['duration']} s per run, {meta.get('repeat', 1)} interleaved runs per step (req/s: median; latencies: "
+        f"percentiles of all the runs' requests pooled); "
         f"store: {meta['store']}.",
         "",
         "| settings | target | connections | req/s | p50 ms | p95 ms | p99 ms | errors |",
@@ -389,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument(
-        "--repeat", type=int, default=3, help="runs per step, interleaved; the table shows medians"
+        "--repeat", type=int, default=3, help="runs per step, interleaved; req/s is their median, latencies pool their requests"
     )
     ap.add_argument(
         "--store", type=Path, default=None, help="use this lookup store instead of building one"
@@ -434,7 +475,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(
-                json.dumps({"meta": meta, "rows": rows, "runs": runs, "goals": goals}, indent=1)
+                json.dumps(
+                    {
+                        "meta": meta,
+                        "rows": rows,
+                        "runs": [{k: v for k, v in r.items() if k != "hist"} for r in runs],
+                        "goals": goals,
+                    },
+                    indent=1,
+                )
             )
             args.out.with_suffix(".md").write_text(md)
         return 0
