@@ -143,3 +143,37 @@ def test_figures_feature_importance(fitted):
     widths = [b.get_width() for b in bars]
     assert widths == sorted(widths)  # strongest at the top of the chart
     assert abs(sum(widths) - 1.0) < 1e-9
+
+
+def test_weekly_value_features_hand_case():
+    from test_churn import _visits_shop
+
+    from training.value_weekly import weekly_value_features
+
+    # 10-unit baskets 1, 2, 9 and 20 days before the cutoff; data starts 20 days before it
+    tables = _visits_shop([1.0, 2.0, 9.0, 20.0], CUTOFF)
+    f = weekly_value_features(tables, CUTOFF, [1]).loc[1]
+    per90 = 90 / 7
+    assert f["spend90_w1"] == pytest.approx(20.0 * per90)  # week 0 holds two baskets
+    assert f["visits_w1"] == 2.0
+    # only 2 whole weeks of data: longer windows average over those
+    assert f["spend90_w2"] == pytest.approx(30.0 / 2 * per90)
+    assert f["spend90_w26"] == f["spend90_w2"]
+    assert f["wk_spend_med_13"] == pytest.approx(15.0 * per90)
+
+
+def test_ratio_scale_kinds():
+    X = pd.DataFrame(
+        {
+            "spend_window_90d": [90.0, 0.0],
+            "bg_expected_spend": [30.0, 0.0],
+            "spend90_ewm8": [60.0, 1.0],
+        }
+    )
+    assert list(value.spend_scale(X, 20.0, "mix")) == [60.0, 20.0]
+    assert list(value.spend_scale(X, 20.0, "mix3")) == [60.0, 20.0]
+    with pytest.raises(ValueError, match="unknown scale"):
+        value.spend_scale(X, 20.0, "max")
+    with pytest.raises(ValueError, match="needs weekly_features"):
+        ValueConfig(weekly_features=False)
+    assert ValueConfig(weekly_features=False, scale="mix").scale == "mix"
