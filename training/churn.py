@@ -90,6 +90,9 @@ class ChurnConfig:
         Customer groups of the cross-fit (>= 2).
     bgnbd_features : bool
         Add BG/NBD probability alive and expected visits (training/clv.py) as features.
+    rhythm_features : bool
+        Add visit-regularity, gap-distribution, trend and recent coupon/campaign features
+        (training/churn_rhythm.py).
     lgbm : dict
         LightGBM parameters (``n_jobs`` and ``random_state`` included: fixed, deterministic).
     """
@@ -103,17 +106,20 @@ class ChurnConfig:
     calibration: str = "sigmoid"
     calibration_folds: int = 3
     bgnbd_features: bool = True
+    rhythm_features: bool = True
     top_reasons: int = 3
     lgbm: dict = field(
         default_factory=lambda: {
-            # chosen on the validation cutoff 2017-08-01 (ROC-AUC 0.899 vs 0.896 before)
-            "n_estimators": 1000,
+            # chosen on the validation cutoff 2017-08-01: with the rhythm features, 600 trees
+            # and 30% of the columns per tree give ROC-AUC 0.905 vs 0.903 with 1000 trees
+            # and 50% (0.899 without the rhythm features)
+            "n_estimators": 600,
             "learning_rate": 0.01,
             "num_leaves": 3,
             "min_child_samples": 100,
             "subsample": 0.8,
             "subsample_freq": 1,
-            "colsample_bytree": 0.5,
+            "colsample_bytree": 0.3,
             "reg_lambda": 1.0,
             "n_jobs": 1,
             "random_state": 0,
@@ -260,7 +266,12 @@ def bgnbd_features(tables: Tables, cutoff, horizon_days: int) -> pd.DataFrame:
 
 
 def _build_features(
-    tables: Tables, cutoff, customer_ids=None, horizon_days: int = 60, bgnbd: bool = True
+    tables: Tables,
+    cutoff,
+    customer_ids=None,
+    horizon_days: int = 60,
+    bgnbd: bool = True,
+    rhythm: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Model features and the raw RFM columns (for the baseline) from one feature pass."""
     from features.customer import customer_features
@@ -279,6 +290,10 @@ def _build_features(
     cf = cf.drop(columns=[c for c in (*CUMULATIVE, *DROPPED) if c in cf.columns])
     demo = demographic_features(tables, ids).drop(columns=["lifecycle_stage"])
     out = cf.join(demo).join(churn_extra_features(tables, cutoff, ids))
+    if rhythm:
+        from training.churn_rhythm import rhythm_features
+
+        out = out.join(rhythm_features(tables, cutoff, ids, horizon_days))
     if bgnbd:
         out = out.join(bgnbd_features(tables, cutoff, horizon_days))
     return out.astype("float64"), rfm
@@ -290,6 +305,7 @@ def model_features(
     customer_ids=None,
     horizon_days: int = 60,
     bgnbd: bool = True,
+    rhythm: bool = False,
 ) -> pd.DataFrame:
     """Numeric feature frame (indexed by customer_id) of the churn and value models.
 
@@ -305,6 +321,8 @@ def model_features(
         Horizon of the BG/NBD expected-visits feature.
     bgnbd : bool
         Add ``p_alive`` and ``bgnbd_expected_visits``.
+    rhythm : bool
+        Add the visit-regularity and trend columns of :mod:`training.churn_rhythm`.
 
     Returns
     -------
@@ -313,7 +331,7 @@ def model_features(
         RFM scores and tenure dropped, ``tenure_capped`` added), numeric demographics and
         the columns of :func:`churn_extra_features` (+ BG/NBD), all float64.
     """
-    return _build_features(tables, cutoff, customer_ids, horizon_days, bgnbd)[0]
+    return _build_features(tables, cutoff, customer_ids, horizon_days, bgnbd, rhythm)[0]
 
 
 def labels_for(tables: Tables, cutoff, config: ChurnConfig) -> pd.DataFrame:
@@ -381,6 +399,7 @@ class _FrameCache:
                 lab.index,
                 horizon_days=self.config.horizon_days,
                 bgnbd=self.config.bgnbd_features,
+                rhythm=self.config.rhythm_features,
             )
             self._data[cutoff] = (X, lab, rfm)
         return self._data[cutoff]
@@ -602,7 +621,12 @@ class ChurnModel:
         if customer_ids is None:
             customer_ids = active_customers(tables, cutoff, cfg.active_days)
         return model_features(
-            tables, cutoff, customer_ids, cfg.horizon_days, bgnbd=cfg.bgnbd_features
+            tables,
+            cutoff,
+            customer_ids,
+            cfg.horizon_days,
+            bgnbd=cfg.bgnbd_features,
+            rhythm=cfg.rhythm_features,
         )
 
     def predict_proba(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -710,10 +734,18 @@ def _reason_campaigns(row: pd.Series) -> str:
 
 
 def _reason_breadth(row: pd.Series) -> str:
+    now, trend = _val(row, "categories_60d"), _val(row, "categories_trend")
+    if np.isfinite(now) and np.isfinite(trend) and trend < 1:
+        before = (now + 1.0) / trend - 1.0
+        return f"fewer categories: {now:.0f} in the last 2 months vs {before:.0f} before"
     return f"narrow baskets: {_val(row, 'n_categories'):.0f} categories, {_val(row, 'basket_size_mean'):.0f} items a basket"
 
 
 def _reason_last_basket(row: pd.Series) -> str:
+    now, trend = _val(row, "basket_median_60d"), _val(row, "basket_median_trend")
+    if np.isfinite(now) and np.isfinite(trend) and trend < 0.9:
+        before = (now + 5.0) / trend - 5.0
+        return f"smaller baskets: typical basket {_fmt_money(now)} in the last 2 months vs {_fmt_money(before)} before"
     return f"last basket {_val(row, 'last_basket_rel'):.0%} of the usual basket value"
 
 
@@ -734,7 +766,17 @@ def _reason_profile(row: pd.Series) -> str:
 REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
     **{
         c: ("recency", _reason_recency)
-        for c in ("recency_days", "overdue_ratio", "recency_over_max_gap", "gap_exceeded_share")
+        for c in (
+            "recency_days",
+            "overdue_ratio",
+            "recency_over_max_gap",
+            "gap_exceeded_share",
+            "recency_over_median_gap",
+            "recency_over_p90_gap",
+            "recency_z",
+            "gap_survival_60",
+            "gaps_ge_recency",
+        )
     },
     **{
         c: ("spend", _reason_spend)
@@ -746,15 +788,42 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
             "spend_prev_60d",
             "spend_trend",
             "spend_rate_vs_90d",
+            "spend_slope_13w",
+            "spend_slope_rel_13w",
+            "weekly_spend_median_13w",
         )
     },
     **{
         c: ("visits", _reason_visits)
-        for c in ("baskets_30d", "baskets_60d", "baskets_90d", "baskets_prev_60d", "visit_trend")
+        for c in (
+            "baskets_30d",
+            "baskets_60d",
+            "baskets_90d",
+            "baskets_prev_60d",
+            "visit_trend",
+            "visits_4w",
+            "visits_8w",
+            "visits_26w",
+            "visit_weeks_4w",
+            "visit_weeks_8w",
+            "visit_weeks_26w",
+            "visit_slope_13w",
+            "visit_slope_rel_13w",
+            "visits_4w_vs_13w",
+        )
     },
     **{
         c: ("rhythm", _reason_rhythm)
-        for c in ("ipi_mean", "ipi_std", "ipi_max", "ipi_recent", "weekly_spend_cv_13w")
+        for c in (
+            "ipi_mean",
+            "ipi_std",
+            "ipi_max",
+            "ipi_recent",
+            "weekly_spend_cv_13w",
+            "gap_median",
+            "gap_p90",
+            "share_gaps_over_60",
+        )
     },
     **{c: ("bgnbd", _reason_bgnbd) for c in ("p_alive", "bgnbd_expected_visits")},
     **{c: ("rate", _reason_rate) for c in ("frequency_rate", "monetary_rate")},
@@ -766,6 +835,9 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
             "coupons_redeemed_rate",
             "redemption_rate",
             "campaigns_active",
+            "coupons_redeemed_60d",
+            "coupon_disc_60d",
+            "campaigns_started_60d",
         )
     },
     **{
@@ -776,9 +848,19 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
             "n_products_rate",
             "basket_size_mean",
             "top_category_share",
+            "categories_60d",
+            "categories_trend",
         )
     },
-    "last_basket_rel": ("last_basket", _reason_last_basket),
+    **{
+        c: ("last_basket", _reason_last_basket)
+        for c in (
+            "last_basket_rel",
+            "basket_median_all",
+            "basket_median_60d",
+            "basket_median_trend",
+        )
+    },
     "tenure_capped": ("tenure", _reason_tenure),
     **{c: ("profile", _reason_profile) for c in DEMOGRAPHIC_COLUMNS if c != "lifecycle_stage"},
 }

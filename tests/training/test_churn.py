@@ -240,3 +240,50 @@ def test_config_validation():
         ChurnConfig.from_dict({"horizon": 30})
     cfg = ChurnConfig.from_dict({"lgbm": {"num_leaves": 8}})
     assert cfg.lgbm["num_leaves"] == 8 and cfg.lgbm["n_jobs"] == 1
+
+
+def _visits_shop(days_before_cutoff: list[float], cutoff: pd.Timestamp) -> Tables:
+    """One customer (id 1) with one 10-unit basket on each given day before ``cutoff``."""
+    ts = [cutoff - pd.Timedelta(days=d) for d in days_before_cutoff]
+    tx = pd.DataFrame(
+        {
+            "customer_id": 1,
+            "basket_id": range(1, len(ts) + 1),
+            "product_id": 1,
+            "timestamp": ts,
+            "sales_value": 10.0,
+        }
+    )
+    tx["store_id"] = 1
+    tx["quantity"] = 1.0
+    tx["retail_discount"] = 0.0
+    tx["coupon_discount"] = 0.0
+    return validate(Tables(transactions=tx))
+
+
+def test_rhythm_features_hand_case():
+    from training.churn_rhythm import RHYTHM_COLUMNS, rhythm_features
+
+    # visits 300, 230, 160, 150, 140, 40 and 20.5 days before the cutoff: gaps (days)
+    # 70, 70, 10, 10, 100, 20; the open gap is 20.5 days
+    days = [300.2, 230.2, 160.2, 150.2, 140.2, 40.2, 20.7]
+    tables = _visits_shop(days, CUTOFF)
+    f = rhythm_features(tables, CUTOFF, [1, 2]).loc[1]
+    assert list(rhythm_features(tables, CUTOFF, [1]).columns) == list(RHYTHM_COLUMNS)
+    assert f["visits_4w"] == 0.25 and f["visit_weeks_4w"] == 0.25  # one visit in 4 weeks
+    assert f["visits_8w"] == 2 / 8 and f["visits_26w"] == 5 / 26
+    assert f["gap_median"] == 45.0
+    # gaps >= 20.5: 70, 70, 100; of those >= 80.5: 100 -> (1 + 0.1) / (3 + 1)
+    assert f["gaps_ge_recency"] == 3
+    assert f["gap_survival_60"] == pytest.approx(1.1 / 4)
+    assert f["share_gaps_over_60"] == pytest.approx(3 / 6)
+    assert f["recency_over_median_gap"] == pytest.approx(20.5 / 45)
+    assert f["basket_median_all"] == 10.0
+    # a customer without history gets NaN gaps and zero counts
+    g = rhythm_features(tables, CUTOFF, [1, 2]).loc[2]
+    assert g["visits_26w"] == 0 and np.isnan(g["gap_median"])
+    # later rows change nothing
+    later = _visits_shop([*days, -1.0, -5.0], CUTOFF)
+    pd.testing.assert_frame_equal(
+        rhythm_features(later, CUTOFF, [1, 2]), rhythm_features(tables, CUTOFF, [1, 2])
+    )
