@@ -810,6 +810,7 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
             "visit_slope_13w",
             "visit_slope_rel_13w",
             "visits_4w_vs_13w",
+            "weeks_active_13w",
         )
     },
     **{
