@@ -58,7 +58,7 @@ from training.baselines_np import (
     tuned_tifu_params,
 )
 from training.metrics import ranking_rows, truth_to_dict
-from training.np_features import FEATURES, candidate_frame, fit_tifu_at, label_candidates
+from training.np_features import candidate_frame, feature_list, fit_tifu_at, label_candidates
 from training.np_history import sales_before, window_labels
 from training.protocol import CUTOFFS, VALIDATION_CUTOFFS, WINDOWS_DAYS, K
 
@@ -94,6 +94,11 @@ class NextPurchaseConfig:
         TIFU-KNN parameters, shared by the baseline and the ranker's features.
     tune_tifu : bool
         Tune TIFU-KNN on ``validation_cutoff`` (cached on disk) instead of using ``tifu``.
+    signals : bool
+        Add the :mod:`training.np_signals` features (recency counts, repurchase hazard,
+        product trend, category). Off: on the validation cutoff 2017-09-01 they moved
+        NDCG@10 by +0.0006 on average over seeds 42/1/2 (0.3671 vs 0.3665, within the
+        +-0.0015 spread between seeds) and cost ~40% more LightGBM time.
     lgbm : dict
         LightGBM parameters (``deterministic`` and the seed are fixed for reproducible
         output). ``n_jobs`` is 1: on a busy 2-core machine two OpenMP threads made the
@@ -109,6 +114,7 @@ class NextPurchaseConfig:
     tune_tifu: bool = False
     validation_cutoff: str = str(VALIDATION_CUTOFFS["next_purchase"].date())
     seed: int = 42
+    signals: bool = False
     lgbm: dict = field(
         default_factory=lambda: {
             "objective": "binary",
@@ -229,6 +235,7 @@ class NextPurchaseRanker(Ranker):
                 tifu_top=cfg.tifu_top,
                 window_days=cfg.window_days,
                 sales=sales,
+                signals=cfg.signals,
             )
             cand["label"] = label_candidates(cand, labels)
             # groups without a positive carry no ranking signal
@@ -263,6 +270,7 @@ class NextPurchaseRanker(Ranker):
         cfg = self._cfg()
         cutoff = pd.Timestamp(cutoff)
         train = self._training_frame(tables, cutoff, progress)
+        features = feature_list(cfg.signals)
         groups = train.groupby(["train_cutoff", "customer_id"], sort=False).size().to_numpy()
         params = {
             **cfg.lgbm,
@@ -275,16 +283,16 @@ class NextPurchaseRanker(Ranker):
         model = lgb.LGBMRanker(**params) if ranking else lgb.LGBMClassifier(**params)
         t0 = time.perf_counter()
         if ranking:
-            model.fit(train[FEATURES], train["label"], group=groups)
+            model.fit(train[features], train["label"], group=groups)
         else:
-            model.fit(train[FEATURES], train["label"])
+            model.fit(train[features], train["label"])
         if progress:
             progress(
                 f"next-purchase LightGBM on {len(train):,} rows, {len(groups):,} groups "
                 f"({time.perf_counter() - t0:.1f}s)"
             )
         self.model_ = model
-        self.feature_names_ = list(FEATURES)
+        self.feature_names_ = features
         self.train_cutoffs_ = sorted(train["train_cutoff"].unique())
         self.n_train_rows_ = len(train)
         self.train_positive_rate_ = float(train["label"].mean())
@@ -328,8 +336,9 @@ class NextPurchaseRanker(Ranker):
             window_days=cfg.window_days,
             products=products,
             sales=sales,
+            signals=cfg.signals,
         )
-        cand["score"] = self._predict(cand[FEATURES]) if len(cand) else np.zeros(0)
+        cand["score"] = self._predict(cand[self.feature_names_]) if len(cand) else np.zeros(0)
         cand["expected_days"] = expected_days(cand, cfg.window_days)
         cand = cand.sort_values(
             ["customer_id", "score", "ptop_rank", "product_id"],

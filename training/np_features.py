@@ -10,7 +10,8 @@ Candidates for a customer are
 Each candidate row carries the shared features (``features.customer_product``,
 ``features.customer``, ``features.customer_product.product_features``), the TIFU-KNN score
 split into the customer's own and the neighbours' part, the P-TopFreq rank and a few
-ratios. Nothing at or after the cutoff is read.
+ratios; with ``signals=True`` also :data:`training.np_signals.SIGNAL_FEATURES`. Nothing
+at or after the cutoff is read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from features.customer import customer_features
 from features.customer_product import customer_product_features, product_features
 from training.baselines_np import TifuKnn
 from training.np_history import sales_before
+from training.np_signals import SIGNAL_FEATURES, signal_features
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,12 @@ DERIVED_FEATURES = [
     "cp_recent_share",
 ]
 FEATURES = CP_FEATURES + PRODUCT_FEATURES + CUSTOMER_FEATURES + WINDOW_FEATURES + DERIVED_FEATURES
+
+
+def feature_list(signals: bool = False) -> list[str]:
+    """The ranker's features: :data:`FEATURES`, plus :data:`SIGNAL_FEATURES` if ``signals``."""
+    return FEATURES + SIGNAL_FEATURES if signals else list(FEATURES)
+
 
 #: Decay per window of the recency-weighted window rate.
 WINDOW_DECAY = 0.85
@@ -156,6 +164,7 @@ def candidate_frame(
     window_days: int = 14,
     products: pd.DataFrame | None = None,
     sales: pd.DataFrame | None = None,
+    signals: bool = False,
 ) -> pd.DataFrame:
     """Candidates with features for ``customer_ids`` (default: everyone with history).
 
@@ -172,7 +181,8 @@ def candidate_frame(
     -------
     pd.DataFrame
         One row per (customer, product) candidate, sorted by customer then P-TopFreq
-        order, with ``customer_id, product_id`` and every column of :data:`FEATURES`.
+        order, with ``customer_id, product_id`` and every column of
+        :func:`feature_list` (``signals``: also the :mod:`training.np_signals` features).
     """
     cutoff = pd.Timestamp(cutoff)
     if getattr(tifu, "cutoff_", None) != cutoff:
@@ -181,7 +191,7 @@ def candidate_frame(
         )
     cp = customer_product_features(tables, cutoff, customer_ids=customer_ids)
     if cp.empty:
-        return pd.DataFrame(columns=["customer_id", "product_id", *FEATURES])
+        return pd.DataFrame(columns=["customer_id", "product_id", *feature_list(signals)])
     cp = cp.sort_values(
         ["customer_id", "cp_count", "cp_days_since", "product_id"],
         ascending=[True, False, True, True],
@@ -231,9 +241,15 @@ def candidate_frame(
     cand["expected_buys"] = cand["cp_basket_share"] * cand["visits_in_window"]
     cand["cp_recent_share"] = cand["cp_count_90d"] / cand["baskets_90d"].replace(0, np.nan)
     cand["ptop_rank"] = cand["ptop_rank"].fillna(history_top + tifu_top + 1)
+    if signals:
+        sig = signal_features(
+            sales, cutoff, cand[["customer_id", "product_id"]], tables.products, window_days
+        )
+        cand[SIGNAL_FEATURES] = sig.to_numpy()
     cand = cand.sort_values(["customer_id", "ptop_rank", "tifu_rank", "product_id"], kind="stable")
-    out = cand[["customer_id", "product_id", *FEATURES]].reset_index(drop=True)
-    out[FEATURES] = out[FEATURES].astype("float32")
+    features = feature_list(signals)
+    out = cand[["customer_id", "product_id", *features]].reset_index(drop=True)
+    out[features] = out[features].astype("float32")
     return out
 
 

@@ -18,7 +18,9 @@ from training.next_purchase import (
     fit_family,
     predict_family,
 )
+from training.np_features import FEATURES, feature_list
 from training.np_history import sales_before, window_labels
+from training.np_signals import SIGNAL_FEATURES, signal_features
 
 T = pd.Timestamp("2017-03-01")
 
@@ -154,6 +156,33 @@ def test_expected_days_hand_made():
     np.testing.assert_allclose(expected_days(cand, window_days=14), [4, 4, 9, 5, 7, 6])
 
 
+def test_signal_features_hand_computed():
+    tables = _tables(_baseline_rows())
+    pairs = pd.DataFrame({"customer_id": [1, 1, 2], "product_id": [10, 12, 10]})
+    sig = signal_features(sales_before(tables, T), T, pairs, tables.products)
+    assert list(sig.columns) == SIGNAL_FEATURES and len(sig) == 3
+    # customer 1 bought 10 on 02-01, 02-10, 02-20 (28, 19, 9 days before the cutoff)
+    one = sig.iloc[0]
+    assert (one["cp_n7"], one["cp_n14"], one["cp_n28"], one["cp_n60"]) == (0, 1, 2, 3)
+    # the only basket in the last 14 days (02-15 is 14 days back: out) holds it
+    assert one["cp_share14"] == 1.0
+    # gaps 9 and 10 days, 9 days since the last: z = (9 - 9.5) / (0.5 + 1)
+    assert one["cp_overdue_z"] == pytest.approx(-1 / 3, abs=1e-6)
+    # pooled gaps of product 10 are {9, 10}: one of the one gap > 9 ends within 14 days
+    assert one["prod_hazard"] == pytest.approx((1 + 0.5) / (1 + 1))
+    assert one["cp_hazard"] == pytest.approx((1 + 2 * 0.75) / (1 + 2), abs=1e-6)
+    # baskets of product 10 and 12 in the 14 days before the cutoff: 1 and 0
+    assert sig["prod_n14"].tolist() == [1, 0, 1]
+    # customer 2 never bought product 10: zero counts, no timing
+    two = sig.iloc[2]
+    assert two["cp_n60"] == 0 and np.isnan(two["cp_hazard"]) and np.isnan(two["cp_overdue_z"])
+
+
+def test_feature_list_adds_signals_only_when_asked():
+    assert feature_list() == FEATURES
+    assert feature_list(True) == FEATURES + SIGNAL_FEATURES
+
+
 # ---------------------------------------------------------------------------- the ranker
 
 SMALL = {"n_estimators": 60, "learning_rate": 0.1, "min_child_samples": 20}
@@ -208,13 +237,17 @@ def test_ranker_recovers_planted_cycles_and_beats_p_topfreq(synth, fitted):
     assert (short <= 7 * 1.5).mean() > 0.9
 
 
-def test_no_leakage_events_at_or_after_the_cutoff_change_nothing(synth):
+@pytest.mark.parametrize("signals", [False, True])
+def test_no_leakage_events_at_or_after_the_cutoff_change_nothing(synth, signals):
     tables, _ = synth
     cutoff = pd.Timestamp("2017-10-01")
     keep = tables.transactions["customer_id"] < tables.transactions["customer_id"].min() + 120
     small = validate(Tables(transactions=tables.transactions[keep].reset_index(drop=True)))
-    cfg = default_config(train_offsets_days=(14,), lgbm={**SMALL, "n_estimators": 20})
+    cfg = default_config(
+        train_offsets_days=(14,), lgbm={**SMALL, "n_estimators": 20}, signals=signals
+    )
     before = NextPurchaseRanker(cfg).fit(small, cutoff)
+    assert len(before.feature_names_) == len(feature_list(signals))
     tx = small.transactions
     cust = int(tx["customer_id"].iloc[0])
     extra = pd.DataFrame(
