@@ -96,9 +96,10 @@ class NextPurchaseConfig:
         Tune TIFU-KNN on ``validation_cutoff`` (cached on disk) instead of using ``tifu``.
     signals : bool
         Add the :mod:`training.np_signals` features (recency counts, repurchase hazard,
-        product trend, category). Off: on the validation cutoff 2017-09-01 they moved
-        NDCG@10 by +0.0006 on average over seeds 42/1/2 (0.3671 vs 0.3665, within the
-        +-0.0015 spread between seeds) and cost ~40% more LightGBM time.
+        product trend, category). Off: on the validation cutoff 2017-09-01 NDCG@10 was
+        0.3671 with them (mean of seeds 42/1/2: 0.3668/0.3659/0.3685) vs 0.3665 without
+        (seeds 42/2: 0.3675/0.3655), within the spread between seeds, for ~4 s more per
+        candidate frame and a slower LightGBM fit.
     lgbm : dict
         LightGBM parameters (``deterministic`` and the seed are fixed for reproducible
         output). ``n_jobs`` is 1: on a busy 2-core machine two OpenMP threads made the
