@@ -125,6 +125,7 @@ def test_item_knn_scores_by_cosine_similarity_to_history():
             "no signal contributes candidates",
         ),
         ({"lgbm": {"n_jobs": 8}}, "n_jobs must be 1 or 2"),
+        ({"als_baseline": 64}, "als_baseline must be a dict"),
         ({"learning_rate": 0.1}, "unknown cross-sell setting 'learning_rate'"),
     ],
 )
@@ -139,6 +140,13 @@ def test_config_merges_lgbm_and_keeps_defaults():
         cfg.lgbm["n_estimators"] == 10 and cfg.lgbm["n_jobs"] == 1 and "learning_rate" in cfg.lgbm
     )
     assert cs.default_config().signals == cs.CrossSellConfig().signals
+
+
+def test_als_baseline_keeps_its_definition_when_the_signal_is_tuned():
+    cfg = cs.default_config()
+    assert cfg.als_baseline == cs.ALS_BASELINE
+    assert cs.ALS_BASELINE == {"factors": 64, "iterations": 15, "regularization": 0.1, "alpha": 1.0}
+    assert cfg.signals["als"] != cs.ALS_BASELINE  # the model's own ALS is tuned separately
 
 
 # ----------------------------------------------------------------------------- synthetic shop
@@ -182,6 +190,8 @@ def test_reranker_recovers_planted_department_preferences(shop, fitted):
     ev = cs.evaluate_family(tables, [CUTOFF], cs.default_config(**FAST))
     ndcg = ev[ev["metric"] == "ndcg@10"].set_index("model")["value"]
     assert {"lgbm_rerank", "popularity", "item_knn", "als"} <= set(ndcg.index)
+    # FAST's ALS signal differs from the ALS baseline: both rows are reported
+    assert "als_tuned" in ndcg.index
     assert ndcg["lgbm_rerank"] > ndcg["popularity"]
     n = ev[ev["metric"] == "n_customers"]["value"]
     assert n.nunique() == 1 and n.iloc[0] > 50  # every model on the same customers
