@@ -21,20 +21,35 @@ console = Console(stderr=True)
 data_app = typer.Typer(help="Load, validate and describe a data source.", no_args_is_help=True)
 features_app = typer.Typer(help="Build as-of features.", no_args_is_help=True)
 
-SourceOpt = typer.Option("completejourney", "--source", "-s", help="completejourney | synthetic | files")
+SourceOpt = typer.Option(
+    "completejourney", "--source", "-s", help="completejourney | synthetic | files"
+)
 PathOpt = typer.Option(None, "--path", help="files source: directory with the CSV/Parquet files")
 MappingOpt = typer.Option(None, "--mapping", help="files source: column mapping file (TOML)")
 
 
-def source_options(source: str, path: Path | None, mapping: Path | None, customers: int | None = None,
-                   products: int | None = None, days: int | None = None, lines: int | None = None,
-                   seed: int | None = None) -> dict:
+def source_options(
+    source: str,
+    path: Path | None,
+    mapping: Path | None,
+    customers: int | None = None,
+    products: int | None = None,
+    days: int | None = None,
+    lines: int | None = None,
+    seed: int | None = None,
+) -> dict:
     if source == "files":
         if path is None:
             raise typer.BadParameter("the files source needs --path DIRECTORY", param_hint="--path")
         return {"path": path, "mapping": mapping}
     if source == "synthetic":
-        opts = {"customers": customers, "products": products, "days": days, "lines": lines, "seed": seed}
+        opts = {
+            "customers": customers,
+            "products": products,
+            "days": days,
+            "lines": lines,
+            "seed": seed,
+        }
         return {k: v for k, v in opts.items() if v is not None}
     return {}
 
@@ -91,7 +106,11 @@ def data_load(
     with console.status(f"loading {source} ..."):
         try:
             tables = load_source(source, **opts)
-            out = save_tables(tables, source_dir(source), {"source": source, "options": {k: str(v) for k, v in opts.items()}})
+            out = save_tables(
+                tables,
+                source_dir(source),
+                {"source": source, "options": {k: str(v) for k, v in opts.items()}},
+            )
         except (ContractError, FileNotFoundError, ValueError) as exc:
             _fail(exc)
     console.print(_summary_table(f"{source}: saved to {out}", tables.summary()))
@@ -101,7 +120,9 @@ def data_load(
 
 
 @data_app.command("validate")
-def data_validate(source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt) -> None:
+def data_validate(
+    source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt
+) -> None:
     """Validate a source against the data contract without saving it."""
     from features.sources import load_source
 
@@ -115,7 +136,9 @@ def data_validate(source: str = SourceOpt, path: Path | None = PathOpt, mapping:
 
 
 @data_app.command("describe")
-def data_describe(source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt) -> None:
+def data_describe(
+    source: str = SourceOpt, path: Path | None = PathOpt, mapping: Path | None = MappingOpt
+) -> None:
     """Describe a source: table sizes, date range, customers, returns, what was excluded."""
     try:
         tables = load_for_command(source, path, mapping)
@@ -132,11 +155,15 @@ def data_describe(source: str = SourceOpt, path: Path | None = PathOpt, mapping:
 
 @features_app.command("build")
 def features_build(
-    as_of: str = typer.Option(..., "--as-of", help="cutoff date: only events strictly before it are used"),
+    as_of: str = typer.Option(
+        ..., "--as-of", help="cutoff date: only events strictly before it are used"
+    ),
     source: str = SourceOpt,
     path: Path | None = PathOpt,
     mapping: Path | None = MappingOpt,
-    out: Path | None = typer.Option(None, "--out", help="output directory (default: DATA_DIR/features/<source>/<date>)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="output directory (default: DATA_DIR/features/<source>/<date>)"
+    ),
 ) -> None:
     """Build every as-of feature table and write them as Parquet."""
     from rich.progress import Progress
@@ -155,13 +182,19 @@ def features_build(
     last = tables.transactions["timestamp"].max()
     first = tables.transactions["timestamp"].min()
     if cutoff <= first:
-        _fail(ValueError(f"--as-of {cutoff.date()} is before the first transaction ({first}); nothing to learn from"))
+        _fail(
+            ValueError(
+                f"--as-of {cutoff.date()} is before the first transaction ({first}); nothing to learn from"
+            )
+        )
     steps = ["customers", "demographics", "customer_product", "products"]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("features", total=len(steps))
 
         def tick(step: str) -> None:
-            progress.update(task, description=f"features: {step}", advance=0 if step == steps[0] else 1)
+            progress.update(
+                task, description=f"features: {step}", advance=0 if step == steps[0] else 1
+            )
 
         frames = build_all(tables, cutoff, progress=tick)
         progress.update(task, completed=len(steps))
@@ -175,6 +208,8 @@ def features_build(
         table.add_row(name, f"{len(df):,}", str(df.shape[1]))
     console.print(table)
     if cutoff > last:
-        console.print(f"[yellow]note:[/] cutoff is after the last transaction ({last}); features are as of the end of the data")
+        console.print(
+            f"[yellow]note:[/] cutoff is after the last transaction ({last}); features are as of the end of the data"
+        )
     console.print(f"done in {time.perf_counter() - t0:.1f} s")
     print(json.dumps({"out": str(out), **{k: len(v) for k, v in frames.items()}}))

@@ -118,7 +118,9 @@ class ContractError(ValueError):
     Carries the ``table``, the ``column`` (if one) and the first offending ``rows``.
     """
 
-    def __init__(self, table: str, column: str | None, problem: str, rows: pd.DataFrame | None = None):
+    def __init__(
+        self, table: str, column: str | None, problem: str, rows: pd.DataFrame | None = None
+    ):
         self.table, self.column, self.problem = table, column, problem
         self.rows = rows
         where = f"table '{table}'" + (f", column '{column}'" if column else "")
@@ -168,7 +170,13 @@ class Tables:
         red = self.redemptions
         if red is not None:
             red = red[red["redemption_date"] < cutoff]
-        return Tables(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "transactions": tx, "redemptions": red})
+        return Tables(
+            **{
+                **{f.name: getattr(self, f.name) for f in fields(self)},
+                "transactions": tx,
+                "redemptions": red,
+            }
+        )
 
     def summary(self) -> dict:
         tx = self.transactions
@@ -201,9 +209,11 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
             return out.astype("datetime64[ns]")
         if pd.api.types.is_numeric_dtype(s):
             raise ContractError(
-                table, col.name,
+                table,
+                col.name,
                 "wrong type: numbers where a timestamp is expected (epoch values are ambiguous; "
-                "give ISO dates like 2017-01-31 14:05)", s.head().to_frame(),
+                "give ISO dates like 2017-01-31 14:05)",
+                s.head().to_frame(),
             )
         has_offset = s.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
         # strings with offsets become naive UTC; plain strings are kept as written (shop time)
@@ -215,18 +225,36 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
             raise ContractError(table, col.name, "unparseable timestamp", s[bad].to_frame())
         return out.astype("datetime64[ns]")
     if col.kind in (INT, FLOAT):
-        if col.kind == INT and pd.api.types.is_integer_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
-            return s.astype("Int64") if col.nullable or s.isna().any() else s.astype("int64")  # NA: null check reports it
+        if (
+            col.kind == INT
+            and pd.api.types.is_integer_dtype(s)
+            and not isinstance(s.dtype, pd.CategoricalDtype)
+        ):
+            return (
+                s.astype("Int64") if col.nullable or s.isna().any() else s.astype("int64")
+            )  # NA: null check reports it
         if pd.api.types.is_bool_dtype(s):
-            raise ContractError(table, col.name, f"wrong type: expected {col.kind}, got bool", s.head().to_frame())
+            raise ContractError(
+                table, col.name, f"wrong type: expected {col.kind}, got bool", s.head().to_frame()
+            )
         out = pd.to_numeric(s, errors="coerce")
         bad = out.isna() & s.notna()
         if bad.any():
-            raise ContractError(table, col.name, f"wrong type: expected {col.kind}, got non-numeric values", s[bad].to_frame())
+            raise ContractError(
+                table,
+                col.name,
+                f"wrong type: expected {col.kind}, got non-numeric values",
+                s[bad].to_frame(),
+            )
         if col.kind == INT:
             frac = out.notna() & (out != np.floor(out.fillna(0)))
             if frac.any():
-                raise ContractError(table, col.name, "wrong type: expected integer ids, got fractions", s[frac].to_frame())
+                raise ContractError(
+                    table,
+                    col.name,
+                    "wrong type: expected integer ids, got fractions",
+                    s[frac].to_frame(),
+                )
             if not col.nullable and out.isna().any():
                 return out  # null check reports it
             return out.astype("Int64") if col.nullable or out.isna().any() else out.astype("int64")
@@ -241,7 +269,12 @@ def _check_nulls(table: str, col: Column, s: pd.Series, df: pd.DataFrame) -> Non
     if not col.nullable:
         bad = s.isna()
         if bad.any():
-            raise ContractError(table, col.name, f"{int(bad.sum()):,} missing values (NaN/null) in a required column", df[bad])
+            raise ContractError(
+                table,
+                col.name,
+                f"{int(bad.sum()):,} missing values (NaN/null) in a required column",
+                df[bad],
+            )
 
 
 def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -254,7 +287,9 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     missing = [c.name for c in schema if c.required and c.name not in df.columns]
     if missing:
         raise ContractError(
-            table, missing[0], f"missing required column(s) {missing}; columns present: {list(df.columns)}"
+            table,
+            missing[0],
+            f"missing required column(s) {missing}; columns present: {list(df.columns)}",
         )
     out = {}
     for col in schema:
@@ -276,19 +311,27 @@ def _check_transactions(tx: pd.DataFrame) -> None:
     bad = (tx["sales_value"] < 0) & (tx["quantity"] > 0)
     if bad.any():
         raise ContractError(
-            "transactions", "sales_value",
+            "transactions",
+            "sales_value",
             "negative price on a line that is not a return (quantity > 0); returns need negative quantity",
             tx[bad],
         )
     for c in ("retail_discount", "coupon_discount"):
         neg = (tx[c] < 0) & ~ret
         if neg.any():
-            raise ContractError("transactions", c, "negative discount on a sale; discounts are amounts taken off (>= 0)", tx[neg])
+            raise ContractError(
+                "transactions",
+                c,
+                "negative discount on a sale; discounts are amounts taken off (>= 0)",
+                tx[neg],
+            )
     inconsistent = tx.groupby("basket_id", sort=False)["customer_id"].nunique()
     inconsistent = inconsistent[inconsistent > 1]
     if len(inconsistent):
         raise ContractError(
-            "transactions", "basket_id", "basket ids shared by several customers",
+            "transactions",
+            "basket_id",
+            "basket ids shared by several customers",
             tx[tx["basket_id"].isin(inconsistent.index)].sort_values("basket_id"),
         )
 
@@ -299,7 +342,12 @@ def _check_unique(name: str, df: pd.DataFrame) -> None:
         return
     dup = df.duplicated(key, keep=False)
     if dup.any():
-        raise ContractError(name, ",".join(key), f"duplicate ids: {int(df.duplicated(key).sum()):,} rows repeat a key", df[dup].sort_values(key))
+        raise ContractError(
+            name,
+            ",".join(key),
+            f"duplicate ids: {int(df.duplicated(key).sum()):,} rows repeat a key",
+            df[dup].sort_values(key),
+        )
 
 
 def _check_refs(t: Tables) -> None:
@@ -307,11 +355,21 @@ def _check_refs(t: Tables) -> None:
     if t.products is not None:
         unknown = ~tx["product_id"].isin(t.products["product_id"])
         if unknown.any():
-            raise ContractError("transactions", "product_id", "line items whose product is not in the products table", tx[unknown])
+            raise ContractError(
+                "transactions",
+                "product_id",
+                "line items whose product is not in the products table",
+                tx[unknown],
+            )
         if t.coupons is not None:
             unknown = ~t.coupons["product_id"].isin(t.products["product_id"])
             if unknown.any():
-                raise ContractError("coupons", "product_id", "coupons for products not in the products table", t.coupons[unknown])
+                raise ContractError(
+                    "coupons",
+                    "product_id",
+                    "coupons for products not in the products table",
+                    t.coupons[unknown],
+                )
     known_customers = pd.Index(tx["customer_id"].unique())
     if t.customers is not None:
         known_customers = known_customers.union(pd.Index(t.customers["customer_id"]))
@@ -321,7 +379,12 @@ def _check_refs(t: Tables) -> None:
             continue
         unknown = ~df["customer_id"].isin(known_customers)
         if unknown.any():
-            raise ContractError(name, "customer_id", "rows whose customer is unknown (no purchases and no profile)", df[unknown])
+            raise ContractError(
+                name,
+                "customer_id",
+                "rows whose customer is unknown (no purchases and no profile)",
+                df[unknown],
+            )
     if t.campaigns is not None:
         for name in ("campaign_targets", "coupons", "redemptions"):
             df = getattr(t, name)
@@ -329,14 +392,26 @@ def _check_refs(t: Tables) -> None:
                 continue
             unknown = ~df["campaign_id"].isin(t.campaigns["campaign_id"])
             if unknown.any():
-                raise ContractError(name, "campaign_id", "rows whose campaign is not in the campaigns table", df[unknown])
+                raise ContractError(
+                    name,
+                    "campaign_id",
+                    "rows whose campaign is not in the campaigns table",
+                    df[unknown],
+                )
         bad = t.campaigns["end_date"] < t.campaigns["start_date"]
         if bad.any():
-            raise ContractError("campaigns", "end_date", "campaign ends before it starts", t.campaigns[bad])
+            raise ContractError(
+                "campaigns", "end_date", "campaign ends before it starts", t.campaigns[bad]
+            )
     if t.redemptions is not None and t.coupons is not None:
         unknown = ~t.redemptions["coupon_id"].isin(t.coupons["coupon_id"])
         if unknown.any():
-            raise ContractError("redemptions", "coupon_id", "redemptions of coupons not in the coupons table", t.redemptions[unknown])
+            raise ContractError(
+                "redemptions",
+                "coupon_id",
+                "redemptions of coupons not in the coupons table",
+                t.redemptions[unknown],
+            )
 
 
 def validate(tables: Tables) -> Tables:

@@ -430,7 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument(
-        "--repeat", type=int, default=3, help="runs per step, interleaved; req/s is their median, latencies pool their requests"
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per step, interleaved; req/s is their median, latencies pool their requests",
     )
     ap.add_argument(
         "--store", type=Path, default=None, help="use this lookup store instead of building one"

@@ -71,20 +71,24 @@ def load_completejourney() -> Tables:
             "package_size": _none_if_missing(pr["package_size"]),
         }
     )
-    products["description"] = (
-        products["product_type"].fillna(products["category"]).fillna(products["department"]).fillna("")
-        .astype(str).str.title()
-        + products["package_size"].map(lambda s: f" ({s})" if s else "")
+    products["description"] = products["product_type"].fillna(products["category"]).fillna(
+        products["department"]
+    ).fillna("").astype(str).str.title() + products["package_size"].map(
+        lambda s: f" ({s})" if s else ""
     )
 
     cp = _read("coupons").rename(columns={"coupon_upc": "coupon_id"})
     n0 = len(cp)
     cp = cp.drop_duplicates(["coupon_id", "product_id", "campaign_id"]).reset_index(drop=True)
     if len(cp) < n0:
-        notes.append(f"coupons: {n0 - len(cp):,} exact duplicate rows (coupon, product, campaign) collapsed")
+        notes.append(
+            f"coupons: {n0 - len(cp):,} exact duplicate rows (coupon, product, campaign) collapsed"
+        )
 
-    missing = pd.Index(tx["product_id"].unique()).union(pd.Index(cp["product_id"].unique())).difference(
-        pd.Index(products["product_id"])
+    missing = (
+        pd.Index(tx["product_id"].unique())
+        .union(pd.Index(cp["product_id"].unique()))
+        .difference(pd.Index(products["product_id"]))
     )
     if len(missing):
         n_lines = int(tx["product_id"].isin(missing).sum())
@@ -121,8 +125,12 @@ def load_completejourney() -> Tables:
 
     campaigns = _read("campaign_descriptions")
     campaigns = campaigns[["campaign_id", "campaign_type", "start_date", "end_date"]].copy()
-    targets = _read("campaigns").rename(columns={"household_id": "customer_id"})[["campaign_id", "customer_id"]]
-    red = _read("coupon_redemptions").rename(columns={"household_id": "customer_id", "coupon_upc": "coupon_id"})
+    targets = _read("campaigns").rename(columns={"household_id": "customer_id"})[
+        ["campaign_id", "customer_id"]
+    ]
+    red = _read("coupon_redemptions").rename(
+        columns={"household_id": "customer_id", "coupon_upc": "coupon_id"}
+    )
     red = red[["customer_id", "coupon_id", "campaign_id", "redemption_date"]]
 
     return Tables(

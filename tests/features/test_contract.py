@@ -400,17 +400,32 @@ def test_before_is_strict_and_subset_keeps_reference_tables():
 def test_timestamps_with_offsets_become_naive_utc():
     from features.contract import conform
 
-    df = pd.DataFrame({"campaign_id": [1, 2], "campaign_type": ["A", "B"],
-                       "start_date": ["2017-01-01T00:00:00+01:00", "2017-01-02 10:00"],
-                       "end_date": ["2017-02-01", "2017-03-01"]})
+    df = pd.DataFrame(
+        {
+            "campaign_id": [1, 2],
+            "campaign_type": ["A", "B"],
+            "start_date": ["2017-01-01T00:00:00+01:00", "2017-01-02 10:00"],
+            "end_date": ["2017-02-01", "2017-03-01"],
+        }
+    )
     out = conform("campaigns", df)
-    assert out["start_date"].tolist() == [pd.Timestamp("2016-12-31 23:00"), pd.Timestamp("2017-01-02 10:00")]
+    assert out["start_date"].tolist() == [
+        pd.Timestamp("2016-12-31 23:00"),
+        pd.Timestamp("2017-01-02 10:00"),
+    ]
 
 
 def test_epoch_numbers_are_not_silently_read_as_timestamps():
     from features.contract import conform
 
-    df = pd.DataFrame({"campaign_id": [1], "campaign_type": ["A"], "start_date": [1483228800], "end_date": ["2017-03-01"]})
+    df = pd.DataFrame(
+        {
+            "campaign_id": [1],
+            "campaign_type": ["A"],
+            "start_date": [1483228800],
+            "end_date": ["2017-03-01"],
+        }
+    )
     with pytest.raises(ContractError, match="campaigns.*start_date.*numbers where a timestamp"):
         conform("campaigns", df)
 
@@ -418,9 +433,19 @@ def test_epoch_numbers_are_not_silently_read_as_timestamps():
 def test_save_recovers_data_left_aside_by_an_interrupted_save(tmp_path):
     from features.contract import Tables, load_tables, save_tables
 
-    tx = pd.DataFrame({"customer_id": [1], "basket_id": [1], "product_id": [1], "store_id": [1],
-                       "timestamp": pd.to_datetime(["2017-01-01"]), "quantity": [1.0], "sales_value": [1.0],
-                       "retail_discount": [0.0], "coupon_discount": [0.0]})
+    tx = pd.DataFrame(
+        {
+            "customer_id": [1],
+            "basket_id": [1],
+            "product_id": [1],
+            "store_id": [1],
+            "timestamp": pd.to_datetime(["2017-01-01"]),
+            "quantity": [1.0],
+            "sales_value": [1.0],
+            "retail_discount": [0.0],
+            "coupon_discount": [0.0],
+        }
+    )
     target = tmp_path / "src"
     save_tables(Tables(transactions=tx), target)
     target.rename(tmp_path / ".src.old")  # as if a save died between its two renames
