@@ -280,16 +280,17 @@ class ALSRanker(CrossSellRanker):
 
         conf = history.counts.copy()
         conf.data = (self.alpha * np.log1p(conf.data)).astype(np.float32)
-        model = AlternatingLeastSquares(
-            factors=self.factors,
-            regularization=self.regularization,
-            alpha=1.0,
-            iterations=self.iterations,
-            random_state=self.random_state,
-            num_threads=1,
-            calculate_training_loss=False,
-        )
+        # implicit checks the BLAS thread pool when the model is built: limit it first
         with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=1.0,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=1,
+                calculate_training_loss=False,
+            )
             model.fit(conf.tocsr(), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float64)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float64)
