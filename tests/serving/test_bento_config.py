@@ -110,3 +110,9 @@ def test_fixed_middleware_lets_a_started_response_finish(original_middleware):
     install_timeout_fix()
     sent = asyncio.run(_call(original_middleware, after_start_delay=0.4))
     assert [m.get("status") for m in sent][0] == 200 and sent[-1]["body"] == b"ok"
+
+
+def test_the_fix_can_be_turned_off(original_middleware):
+    cfg = service_config('{"timeout_fix": false}')
+    assert "timeout_fix" not in cfg and cfg["workers"] == 1
+    assert original_middleware.__call__ is ORIGINAL_CALL
