@@ -205,6 +205,31 @@ class NextPurchaseRanker(Ranker):
     def _cfg(self) -> NextPurchaseConfig:
         return (self.config or default_config()).validate()
 
+    @staticmethod
+    def _candidates(
+        cfg: NextPurchaseConfig,
+        tables: Tables,
+        cutoff: pd.Timestamp,
+        customer_ids: np.ndarray | None,
+        products: pd.DataFrame | None = None,
+    ) -> tuple[pd.DataFrame, TifuKnn]:
+        """The candidate frame as of ``cutoff`` (features included) and the TIFU-KNN fitted for it."""
+        sales = sales_before(tables, cutoff)
+        tifu = fit_tifu_at(tables, cutoff, asdict(cfg.tifu), sales=sales)
+        cand = candidate_frame(
+            tables,
+            cutoff,
+            tifu,
+            customer_ids=customer_ids,
+            history_top=cfg.history_top,
+            tifu_top=cfg.tifu_top,
+            window_days=cfg.window_days,
+            products=products,
+            sales=sales,
+            signals=cfg.signals,
+        )
+        return cand, tifu
+
     # ------------------------------------------------------------------ training
     def _training_frame(self, tables: Tables, cutoff: pd.Timestamp, progress) -> pd.DataFrame:
         cfg = self._cfg()
@@ -225,19 +250,7 @@ class NextPurchaseRanker(Ranker):
                 logger.warning("nobody with history buys in the window after %s: skipped", t.date())
                 continue
             ids = np.sort(labels["customer_id"].unique())
-            sales = sales_before(tables, t)
-            tifu = fit_tifu_at(tables, t, asdict(cfg.tifu), sales=sales)
-            cand = candidate_frame(
-                tables,
-                t,
-                tifu,
-                customer_ids=ids,
-                history_top=cfg.history_top,
-                tifu_top=cfg.tifu_top,
-                window_days=cfg.window_days,
-                sales=sales,
-                signals=cfg.signals,
-            )
+            cand, _ = self._candidates(cfg, tables, t, ids)
             cand["label"] = label_candidates(cand, labels)
             # groups without a positive carry no ranking signal
             cand = cand[cand.groupby("customer_id")["label"].transform("max") > 0]
@@ -323,22 +336,9 @@ class NextPurchaseRanker(Ranker):
         cfg = self._cfg()
         cutoff = pd.Timestamp(cutoff)
         t0 = time.perf_counter()
-        sales = sales_before(tables, cutoff)
         products = product_features(tables, cutoff)
-        tifu = fit_tifu_at(tables, cutoff, asdict(cfg.tifu), sales=sales)
         ids = None if customer_ids is None else np.sort(np.asarray(as_id_list(customer_ids)))
-        cand = candidate_frame(
-            tables,
-            cutoff,
-            tifu,
-            customer_ids=ids,
-            history_top=cfg.history_top,
-            tifu_top=cfg.tifu_top,
-            window_days=cfg.window_days,
-            products=products,
-            sales=sales,
-            signals=cfg.signals,
-        )
+        cand, tifu = self._candidates(cfg, tables, cutoff, ids, products)
         cand["score"] = self._predict(cand[self.feature_names_]) if len(cand) else np.zeros(0)
         cand["expected_days"] = expected_days(cand, cfg.window_days)
         cand = cand.sort_values(

@@ -219,15 +219,9 @@ def candidate_frame(
         win.drop(columns="prod_win_rate"), on=["customer_id", "product_id"], how="left"
     )
     cand["prod_win_rate"] = cand["product_id"].map(prod_win)
-    for c in (
-        "win_rate_all",
-        "win_rate_4",
-        "win_rate_8",
-        "win_rate_decay",
-        "win_last",
-        "win_count_all",
-    ):
-        cand[c] = cand[c].fillna(0)
+    for c in WINDOW_FEATURES:
+        if c.startswith("win_"):  # the customer x product ones: no window yet means 0
+            cand[c] = cand[c].fillna(0)
     ids = cand["customer_id"].unique()
     cust = customer_features(tables.subset_customers(ids), cutoff)
     cand = cand.merge(cust[CUSTOMER_FEATURES], left_on="customer_id", right_index=True, how="left")

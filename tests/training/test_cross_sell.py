@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features._util import TX_COLUMNS
 from features.contract import Tables
 from training import cross_sell as cs
 from training.cs_rankers import ItemKNNRanker, PopularityRanker
@@ -37,20 +38,7 @@ def _tx(rows) -> Tables:
     df["sales_value"] = 2.0
     df["retail_discount"] = 0.0
     df["coupon_discount"] = 0.0
-    cols = [
-        "customer_id",
-        "basket_id",
-        "product_id",
-        "store_id",
-        "timestamp",
-        "quantity",
-        "sales_value",
-    ]
-    return Tables(
-        transactions=df[cols + ["retail_discount", "coupon_discount"]].astype(
-            {"product_id": "int64"}
-        )
-    )
+    return Tables(transactions=df[list(TX_COLUMNS)].astype({"product_id": "int64"}))
 
 
 # ----------------------------------------------------------------------------- baselines
