@@ -1,0 +1,85 @@
+"""How far can a 90-day spend forecast go? Reference MAEs on the value reporting cutoffs.
+
+Usage::
+
+    python benchmarks/value_bounds.py            # Complete Journey, ~10 s
+    python benchmarks/value_bounds.py --json out.json
+
+The value goal (issue #3) asks for an MAE 15% below the last-90-days baseline. This prints,
+per reporting cutoff and on the protocol's population and label (features/labels.py), the
+MAE of
+
+* ``last_90d_spend`` -- the protocol baseline (what ``tailor evaluate value`` reports);
+* ``rest_of_year_level`` -- the customer's mean daily net spend over the whole data *outside*
+  the label window (before and after it), times 90. It knows each customer's spending level
+  from the future, so no forecaster can use it; it only shows how much of the error is the
+  noise of a 90-day window around a customer's level;
+* ``target_for_goal`` -- 85% of the baseline's MAE.
+
+The LightGBM model's MAE on the same cutoffs comes from ``tailor evaluate value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from features.labels import value_labels  # noqa: E402
+from features.sources import load_source  # noqa: E402
+from training.protocol import CUTOFFS, WINDOWS_DAYS  # noqa: E402
+
+DAYS = WINDOWS_DAYS["value"]
+
+
+def _net_spend(tx: pd.DataFrame, start, end, ids: pd.Index) -> pd.Series:
+    m = (tx["timestamp"] >= start) & (tx["timestamp"] < end)
+    return tx.loc[m].groupby("customer_id")["sales_value"].sum().reindex(ids, fill_value=0.0)
+
+
+def bounds(tables, cutoff) -> dict:
+    """MAEs of the baseline and the rest-of-year oracle at ``cutoff`` (see module docs)."""
+    cutoff = pd.Timestamp(cutoff)
+    end = cutoff + pd.Timedelta(days=DAYS)
+    y = value_labels(tables, cutoff, days=DAYS)["spend_next"]
+    tx = tables.transactions
+    first, last = tx["timestamp"].min().normalize(), tx["timestamp"].max()
+    last90 = _net_spend(tx, cutoff - pd.Timedelta(days=DAYS), cutoff, y.index)
+    outside = _net_spend(tx, first, last + pd.Timedelta(seconds=1), y.index) - y
+    outside_days = ((last - first).total_seconds() / 86400.0 + 1.0) - DAYS
+    level = outside / outside_days * DAYS
+    base = float(np.mean(np.abs(y - last90)))
+    return {
+        "cutoff": str(cutoff.date()),
+        "customers": int(len(y)),
+        "last_90d_spend": base,
+        "rest_of_year_level": float(np.mean(np.abs(y - level))),
+        "target_for_goal": 0.85 * base,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", default="completejourney")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    tables = load_source(args.source)
+    rows = [bounds(tables, c) for c in CUTOFFS["value"]]
+    df = pd.DataFrame(rows).set_index("cutoff")
+    df.loc["mean"] = df.mean()
+    df["customers"] = df["customers"].round().astype(int)
+    print(f"MAE of 90-day net spend ({args.source}); rest_of_year_level uses the future\n")
+    print(df.round(1).to_string())
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
