@@ -46,7 +46,6 @@ def _net_spend(tx: pd.DataFrame, start, end, ids: pd.Index) -> pd.Series:
 def bounds(tables, cutoff) -> dict:
     """MAEs of the baseline and the rest-of-year oracle at ``cutoff`` (see module docs)."""
     cutoff = pd.Timestamp(cutoff)
-    end = cutoff + pd.Timedelta(days=DAYS)
     y = value_labels(tables, cutoff, days=DAYS)["spend_next"]
     tx = tables.transactions
     first, last = tx["timestamp"].min().normalize(), tx["timestamp"].max()
