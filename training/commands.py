@@ -387,6 +387,11 @@ def predict(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
+    level: str = typer.Option(
+        "product",
+        "--level",
+        help="cross-sell only: product, or category (categories never bought from)",
+    ),
 ) -> None:
     """Train on data before DATE and write predictions as of DATE."""
     fam = TASK_ALIASES.get(task, task)
@@ -394,6 +399,12 @@ def predict(
         raise typer.BadParameter(
             f"unknown task {task!r}; choose next-purchase, cross-sell, churn or value"
         )
+    if level not in ("product", "category"):
+        raise typer.BadParameter(
+            f"unknown level {level!r}: use product or category", param_hint="--level"
+        )
+    if level == "category" and fam != "cross_sell":
+        raise typer.BadParameter("--level category is for cross-sell only", param_hint="--level")
     if Path(out).suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(
             f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint="--out"
@@ -407,11 +418,24 @@ def predict(
             f"--as-of {cutoff.date()} leaves too little history (data starts {first.date()})"
         )
     t0 = time.perf_counter()
+    columns = PREDICT_COLUMNS[fam]
+    if level == "category":
+        from training.cs_categories import category_lists, category_tables
+
+        try:
+            item_tables = category_tables(tables)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--level") from None
+        columns = ["customer_id", "category", "rank", "score"]
+    else:
+        item_tables = tables
     with console.status(f"fitting {fam} on data before {cutoff.date()} ..."):
-        model = mod.fit_family(tables, cutoff, config=mod.default_config())
+        model = mod.fit_family(item_tables, cutoff, config=mod.default_config())
         kwargs = {"k": k} if fam in ("next_purchase", "cross_sell") else {}
-        pred = mod.predict_family(model, tables, cutoff, **kwargs)
-    cols = PREDICT_COLUMNS[fam] + [c for c in pred.columns if c not in PREDICT_COLUMNS[fam]]
+        pred = mod.predict_family(model, item_tables, cutoff, **kwargs)
+    if level == "category":
+        pred = category_lists(pred, item_tables)
+    cols = columns + [c for c in pred.columns if c not in columns]
     pred = pred[cols]
     if fam in ("next_purchase", "cross_sell"):
         pred = pred.sort_values(["customer_id", "rank"]).reset_index(drop=True)

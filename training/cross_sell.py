@@ -16,6 +16,11 @@ to the candidate's description, product type, category and department; LightGBM 
 it. It trains on earlier cutoffs ``T - 28 d, T - 56 d, ...`` whose labels end at or
 before ``T`` (read from ``tables.before(T)``), so nothing at or after ``T`` is used.
 
+Categories: with ``categories`` (default) the evaluation also ranks the *categories* a
+customer never bought from, by running the same model and baselines on category-level
+tables (:mod:`training.cs_categories`); their metrics are prefixed ``category_``.
+``tailor predict cross-sell --level category`` writes such lists.
+
 Baselines (same history, same customers): ``popularity`` (distinct buyers in the last 56
 days, already-bought products excluded), ``item_knn`` (cosine over customers) and ``als``
 (implicit ALS, 64 factors, regularization 0.1: :data:`ALS_BASELINE`, whatever the model's
@@ -39,6 +44,8 @@ import numpy as np
 import pandas as pd
 
 from features.contract import Tables
+from training.cs_categories import METRIC_PREFIX as CATEGORY_PREFIX
+from training.cs_categories import category_tables
 from training.cs_rankers import ALSRanker, ItemKNNRanker, PopularityRanker
 from training.cs_rerank import SIGNAL_CLASSES, LightGBMReRanker
 from training.metrics import ranking_rows, truth_to_dict
@@ -90,6 +97,10 @@ class CrossSellConfig:
     als_baseline : dict
         Parameters of the ALS baseline (row ``als``), fixed whatever the model's own ALS
         signal uses; when they differ the signal alone is reported too (``als_tuned``).
+    categories : bool
+        Also evaluate at the category level (categories never bought before,
+        :mod:`training.cs_categories`): metrics ``category_ndcg@10`` etc. for the model and
+        every baseline. Needs a products table with categories (skipped without one).
     seed : int
     """
 
@@ -127,6 +138,7 @@ class CrossSellConfig:
     popularity_days: int = 56
     knn_neighbours: int = 200
     als_baseline: dict = field(default_factory=lambda: dict(ALS_BASELINE))
+    categories: bool = True
     seed: int = 0
 
     def validate(self) -> CrossSellConfig:
@@ -154,6 +166,10 @@ class CrossSellConfig:
         if unknown:
             raise ValueError(
                 f"cross-sell config: unknown signal(s) {unknown}; known: {sorted(SIGNAL_CLASSES)}"
+            )
+        if not isinstance(self.categories, bool):
+            raise ValueError(
+                f"cross-sell config: categories must be true or false, got {self.categories!r}"
             )
         if not isinstance(self.als_baseline, dict):
             raise ValueError(
@@ -313,45 +329,64 @@ def evaluate_family(
     -------
     pd.DataFrame
         Long table ``family, model, cutoff, metric, value`` with NDCG@10, Recall@10,
-        HitRate@10 and ``n_customers`` of ``lgbm_rerank``, ``popularity``, ``item_knn``
-        (and ``als`` when it is a signal) over the customers with history who buy at
-        least one never-bought product in the window.
+        HitRate@10 and ``n_customers`` of ``lgbm_rerank``, ``popularity``, ``item_knn``,
+        ``als`` (and ``als_tuned`` when the model's ALS differs) over the customers with
+        history who buy at least one never-bought product in the window; with
+        ``config.categories`` the same at the category level, metrics prefixed
+        ``category_`` (customers who buy from a category new to them).
     """
-    from features.labels import cross_sell_labels
-
     cfg = _config(config)
     cutoffs = CUTOFFS[FAMILY] if cutoffs is None else [pd.Timestamp(c) for c in cutoffs]
     if not cutoffs:
         raise ValueError("evaluate_family: no cutoff given")
+    levels = [("", tables)]
+    if cfg.categories and _has_categories(tables):
+        levels.append((CATEGORY_PREFIX, category_tables(tables)))
+    elif cfg.categories:
+        logger.info("cross-sell: no product categories in the source; category level skipped")
     rows: list[dict] = []
     for cutoff in cutoffs:
-        cutoff = pd.Timestamp(cutoff)
-        t0 = time.perf_counter()
-        truth = truth_to_dict(cross_sell_labels(tables, cutoff, days=cfg.window_days))
-        if not truth:
-            raise ValueError(
-                f"nobody with history buys a new product in the {cfg.window_days} days after {cutoff.date()}"
-            )
-        ids = sorted(truth)
-        model = fit_family(tables, cutoff, cfg, progress=progress)
-        rows += _report(MODEL_NAME, model.recommend(ids, K), truth, cutoff)
-        t_model = time.perf_counter() - t0
-        for name, base in _baselines(model, tables, cutoff, cfg).items():
-            rows += _report(name, base.recommend(ids, K), truth, cutoff)
-        got = {
-            r["model"]: r["value"]
-            for r in rows
-            if r["cutoff"] == cutoff and r["metric"] == VALIDATION_METRIC
-        }
-        msg = (
-            f"cross-sell {cutoff.date()}: "
-            + ", ".join(f"{m} {v:.4f}" for m, v in got.items())
-            + f" (model {t_model:.0f}s, total {time.perf_counter() - t0:.0f}s)"
-        )
-        logger.info("%s", msg)
-        if progress:
-            progress(msg)
+        for prefix, level_tables in levels:
+            rows += _evaluate_level(level_tables, pd.Timestamp(cutoff), cfg, prefix, progress)
     return pd.DataFrame(rows, columns=["family", "model", "cutoff", "metric", "value"])
+
+
+def _has_categories(tables: Tables) -> bool:
+    p = tables.products
+    return p is not None and "category" in p.columns and bool(p["category"].notna().any())
+
+
+def _evaluate_level(
+    tables: Tables, cutoff: pd.Timestamp, cfg: CrossSellConfig, prefix: str, progress
+) -> list[dict]:
+    """Rows of the model and the baselines at one cutoff; ``prefix`` marks the level's metrics."""
+    from features.labels import cross_sell_labels
+
+    what = "category" if prefix else "product"
+    t0 = time.perf_counter()
+    truth = truth_to_dict(cross_sell_labels(tables, cutoff, days=cfg.window_days))
+    if not truth:
+        raise ValueError(
+            f"nobody with history buys a new {what} in the {cfg.window_days} days after {cutoff.date()}"
+        )
+    ids = sorted(truth)
+    model = fit_family(tables, cutoff, cfg, progress=progress)
+    rows = _report(MODEL_NAME, model.recommend(ids, K), truth, cutoff)
+    t_model = time.perf_counter() - t0
+    for name, base in _baselines(model, tables, cutoff, cfg).items():
+        rows += _report(name, base.recommend(ids, K), truth, cutoff)
+    got = {r["model"]: r["value"] for r in rows if r["metric"] == VALIDATION_METRIC}
+    msg = (
+        f"cross-sell {cutoff.date()} ({what}s): "
+        + ", ".join(f"{m} {v:.4f}" for m, v in got.items())
+        + f" (model {t_model:.0f}s, total {time.perf_counter() - t0:.0f}s)"
+    )
+    logger.info("%s", msg)
+    if progress:
+        progress(msg)
+    for r in rows:
+        r["metric"] = prefix + r["metric"]
+    return rows
 
 
 def feature_importance(model: LightGBMReRanker) -> pd.Series:

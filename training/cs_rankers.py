@@ -24,6 +24,7 @@ Customers without history get the recent-popularity list (flagged ``cold`` in re
 from __future__ import annotations
 
 import logging
+import warnings
 from abc import abstractmethod
 from collections.abc import Iterable
 
@@ -183,7 +184,10 @@ def _item_cosine(matrix: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     from implicit.nearest_neighbours import CosineRecommender
 
     model = CosineRecommender(K=neighbours + 1, num_threads=1)
-    model.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
+    with warnings.catch_warnings():
+        # the input is CSR; implicit's all-pairs step warns about a COO matrix it builds itself
+        warnings.filterwarnings("ignore", "Method expects CSR input", category=Warning)
+        model.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
     sim = model.similarity.tocsr().astype(np.float64)
     sim.setdiag(0.0)
     sim.eliminate_zeros()

@@ -89,6 +89,41 @@ def test_predict_value_writes_the_contract_columns(home, tmp_path):
     assert df["p_alive"].between(0, 1).all()
 
 
+def test_predict_cross_sell_category_level_writes_category_lists(home, tmp_path):
+    out = tmp_path / "cats.parquet"
+    res = invoke(
+        "predict", "cross-sell", "--as-of", "2017-10-01", "--out", str(out),
+        "--source", "synthetic", "--level", "category", "--k", "3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out)
+    assert list(df.columns[:4]) == ["customer_id", "category", "rank", "score"]
+    ranks = df.groupby("customer_id")["rank"].apply(list)
+    # 1..3, fewer only for a customer who has bought from nearly every category
+    assert ranks.map(lambda r: r == list(range(1, len(r) + 1)) and len(r) <= 3).all()
+    assert (ranks.map(len) == 3).mean() > 0.9
+    from features.cli import load_for_command
+
+    tables = load_for_command("synthetic")
+    assert set(df["category"]) <= set(tables.products["category"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("churn", "--level", "category"), "for cross-sell only"),
+        (("cross-sell", "--level", "brand"), "unknown level 'brand'"),
+    ],
+)
+def test_predict_level_errors(home, tmp_path, args, message):
+    out = tmp_path / "x.csv"
+    res = runner.invoke(
+        app, ["predict", *args, "--as-of", "2017-10-01", "--out", str(out), "--source", "synthetic"]
+    )
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_evaluate_prints_model_and_baseline_and_writes_long_table(home, tmp_path):
     out = tmp_path / "ev.parquet"

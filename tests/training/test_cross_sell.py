@@ -114,6 +114,7 @@ def test_item_knn_scores_by_cosine_similarity_to_history():
         ),
         ({"lgbm": {"n_jobs": 8}}, "n_jobs must be 1 or 2"),
         ({"als_baseline": 64}, "als_baseline must be a dict"),
+        ({"categories": "yes"}, "categories must be true or false"),
         ({"learning_rate": 0.1}, "unknown cross-sell setting 'learning_rate'"),
     ],
 )
@@ -183,6 +184,14 @@ def test_reranker_recovers_planted_department_preferences(shop, fitted):
     assert ndcg["lgbm_rerank"] > ndcg["popularity"]
     n = ev[ev["metric"] == "n_customers"]["value"]
     assert n.nunique() == 1 and n.iloc[0] > 50  # every model on the same customers
+    # the category level: same models, metrics prefixed, its own customers
+    cat = ev[ev["metric"] == "category_ndcg@10"].set_index("model")["value"]
+    assert set(cat.index) == set(ndcg.index)
+    assert cat["lgbm_rerank"] > cat["popularity"]
+    nc = ev[ev["metric"] == "category_n_customers"]["value"]
+    assert nc.nunique() == 1 and 20 < nc.iloc[0] <= n.iloc[0]
+    no_cat = cs.evaluate_family(tables, [CUTOFF], cs.default_config(**FAST, categories=False))
+    assert not no_cat["metric"].str.startswith("category_").any()
 
 
 def test_predict_format_every_customer_k_new_products(shop, fitted):
@@ -304,3 +313,91 @@ def test_mlflow_round_trip(tmp_path, monkeypatch, shop, fitted):
     model, v = tracking.load_champion("cross_sell")
     assert v == version
     pd.testing.assert_frame_equal(preds, cs.predict_family(model, tables, CUTOFF, k=5))
+
+
+# ----------------------------------------------------------------------------- category level
+
+
+def test_category_tables_map_products_to_categories():
+    from features.contract import validate
+    from features.labels import cross_sell_labels
+    from training.cs_categories import category_lists, category_tables
+
+    rows = [
+        (1, 11, 0), (1, 21, 0), (1, 30, 1),  # customer 1: dairy, meat, no category
+        (1, 12, 40),  # new product, old category (dairy): not a new category
+        (1, 22, 41),  # same for meat
+        (2, 11, 0),
+        (2, 21, 40), (2, 12, 41),  # customer 2: meat is new after the cutoff
+        (3, 30, 0), (3, 11, 42),  # customer 3: only an uncategorised product before
+    ]  # fmt: skip
+    t = _tx(rows)
+    t.products = pd.DataFrame(
+        {
+            "product_id": [11, 12, 21, 22, 30],
+            "department": ["FRESH", "DAIRY DEPT", "FRESH", "FRESH", None],
+            "category": ["dairy", "dairy", "meat", "meat", None],
+            "product_type": None,
+            "brand": None,
+            "manufacturer_id": pd.array([1] * 5, dtype="Int64"),
+            "package_size": None,
+        }
+    )
+    c = category_tables(validate(t))
+    validate(c)  # still a valid set of canonical tables
+    # ids 1..n in name order; the department is the most common one of the category
+    assert c.products["product_id"].tolist() == [1, 2]
+    assert c.products["category"].tolist() == ["dairy", "meat"]
+    assert c.products["department"].tolist() in (["DAIRY DEPT", "FRESH"], ["FRESH", "FRESH"])
+    assert c.products.set_index("category").at["meat", "department"] == "FRESH"
+    # the two lines of product 30 (no category) are left out
+    assert len(c.transactions) == len(t.transactions) - 2
+    assert sorted(c.transactions["product_id"].unique()) == [1, 2]
+    cutoff = pd.Timestamp("2017-01-20")
+    by_tables = cross_sell_labels(c, cutoff, days=28)
+    by_level = cross_sell_labels(t, cutoff, days=28, level="category")
+    # customer 2 tries meat; customer 3 had no categorised purchase before, so no label
+    assert by_level.values.tolist() == [[2, "meat"]]
+    named = category_lists(by_tables.assign(rank=1), c)
+    assert named[["customer_id", "category"]].values.tolist() == [[2, "meat"]]
+    t.products = None
+    with pytest.raises(ValueError, match="needs a products table with categories"):
+        category_tables(t)
+
+
+def test_category_level_recovers_planted_department_preferences(shop):
+    from training.cs_categories import category_lists, category_tables
+
+    tables, truth = shop
+    ct = category_tables(tables)
+    model = cs.fit_family(ct, CUTOFF, cs.default_config(**FAST))
+    out = category_lists(cs.predict_family(model, ct, CUTOFF, k=3), ct)
+    assert list(out.columns[:4]) == ["customer_id", "category", "rank", "score"]
+    # categories the customer never bought from, 3 each
+    tx = tables.transactions[tables.transactions["timestamp"] < CUTOFF]
+    cat = tables.products.set_index("product_id")["category"]
+    bought = set(zip(tx["customer_id"], tx["product_id"].map(cat), strict=True))
+    assert not any(
+        (c, k) in bought for c, k in out[["customer_id", "category"]].itertuples(index=False)
+    )
+    assert (out.groupby("customer_id").size() == 3).all()
+    # the lists lean to each customer's planted departments more than popularity's
+    weights = truth.department_weights
+    if "customer_id" in weights.columns:
+        weights = weights.set_index("customer_id")
+    dept = tables.products.drop_duplicates("category").set_index("category")["department"]
+
+    def planted_weight(recs: pd.DataFrame) -> float:
+        d = dept.reindex(recs["category"]).to_numpy()
+        return float(
+            np.mean(
+                [
+                    weights.at[c, x] if x in weights.columns else 0.0
+                    for c, x in zip(recs["customer_id"], d, strict=True)
+                ]
+            )
+        )
+
+    ids = model.signals_.history.customers
+    pop = category_lists(model.signals_.signals["popularity"].recommend(ids, 3), ct)
+    assert planted_weight(out) > 1.2 * planted_weight(pop)
