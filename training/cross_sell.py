@@ -362,7 +362,7 @@ def _evaluate_level(
     """Rows of the model and the baselines at one cutoff; ``prefix`` marks the level's metrics."""
     from features.labels import cross_sell_labels
 
-    what = "category" if prefix else "product"
+    what, whats = ("category", "categories") if prefix else ("product", "products")
     t0 = time.perf_counter()
     truth = truth_to_dict(cross_sell_labels(tables, cutoff, days=cfg.window_days))
     if not truth:
@@ -377,7 +377,7 @@ def _evaluate_level(
         rows += _report(name, base.recommend(ids, K), truth, cutoff)
     got = {r["model"]: r["value"] for r in rows if r["metric"] == VALIDATION_METRIC}
     msg = (
-        f"cross-sell {cutoff.date()} ({what}s): "
+        f"cross-sell {cutoff.date()} ({whats}): "
         + ", ".join(f"{m} {v:.4f}" for m, v in got.items())
         + f" (model {t_model:.0f}s, total {time.perf_counter() - t0:.0f}s)"
     )
