@@ -111,8 +111,12 @@ def fit_stage(family: str, tables: Tables, as_of: pd.Timestamp) -> dict:
     """
     mod = family_module(family)
     config = mod.default_config()
+    # a family may validate on a lighter configuration (cross-sell: products only)
+    val_config = getattr(mod, "validation_config", lambda c: c)(config)
     t0 = time.perf_counter()
-    evaluation = mod.evaluate_family(tables, cutoffs=[VALIDATION_CUTOFFS[family]], config=config)
+    evaluation = mod.evaluate_family(
+        tables, cutoffs=[VALIDATION_CUTOFFS[family]], config=val_config
+    )
     val = validation_value(mod, evaluation)
     t_val = time.perf_counter() - t0
     model = mod.fit_family(tables, as_of, config=config)

@@ -131,6 +131,16 @@ def test_config_merges_lgbm_and_keeps_defaults():
     assert cs.default_config().signals == cs.CrossSellConfig().signals
 
 
+def test_training_validates_products_only_evaluate_adds_categories():
+    from training import commands
+
+    cfg = cs.default_config()
+    assert cfg.categories is True
+    val = cs.validation_config(cfg)
+    assert val.categories is False and cfg.categories is True  # a copy, the config unchanged
+    assert commands.family_module("cross-sell").validation_config is cs.validation_config
+
+
 def test_als_baseline_keeps_its_definition_when_the_signal_is_tuned():
     cfg = cs.default_config()
     assert cfg.als_baseline == cs.ALS_BASELINE
