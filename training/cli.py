@@ -63,7 +63,6 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:  # known, harmless library chatter that would bury the progress lines
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-        warnings.filterwarnings("ignore", message="Method expects CSR input")
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ import pandas as pd
 
 from features.contract import Tables
 from training.cs_categories import METRIC_PREFIX as CATEGORY_PREFIX
-from training.cs_categories import category_tables
+from training.cs_categories import category_tables, has_categories
 from training.cs_rankers import ALSRanker, ItemKNNRanker, PopularityRanker
 from training.cs_rerank import SIGNAL_CLASSES, LightGBMReRanker
 from training.metrics import ranking_rows, truth_to_dict
@@ -347,7 +347,7 @@ def evaluate_family(
     if not cutoffs:
         raise ValueError("evaluate_family: no cutoff given")
     levels = [("", tables)]
-    if cfg.categories and _has_categories(tables):
+    if cfg.categories and has_categories(tables):
         levels.append((CATEGORY_PREFIX, category_tables(tables)))
     elif cfg.categories:
         logger.info("cross-sell: no product categories in the source; category level skipped")
@@ -356,11 +356,6 @@ def evaluate_family(
         for prefix, level_tables in levels:
             rows += _evaluate_level(level_tables, pd.Timestamp(cutoff), cfg, prefix, progress)
     return pd.DataFrame(rows, columns=["family", "model", "cutoff", "metric", "value"])
-
-
-def _has_categories(tables: Tables) -> bool:
-    p = tables.products
-    return p is not None and "category" in p.columns and bool(p["category"].notna().any())
 
 
 def _evaluate_level(

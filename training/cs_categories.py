@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 METRIC_PREFIX = "category_"
 
 
+def has_categories(tables: Tables) -> bool:
+    """Whether ``tables`` has a products table with at least one category."""
+    p = tables.products
+    return p is not None and "category" in p.columns and bool(p["category"].notna().any())
+
+
 def category_tables(tables: Tables) -> Tables:
     """``tables`` at the category level: transactions, customers and one "product" per category.
 
@@ -42,15 +48,14 @@ def category_tables(tables: Tables) -> Tables:
     ValueError
         Without a products table holding at least one category.
     """
-    prod = tables.products
-    if prod is None or "category" not in prod.columns or prod["category"].notna().sum() == 0:
+    if not has_categories(tables):
         raise ValueError("category-level cross-sell needs a products table with categories")
+    prod = tables.products
     prod = prod[prod["category"].notna()]
     names = np.sort(prod["category"].astype(str).unique())
     cat_id = pd.Series(np.arange(1, len(names) + 1, dtype="int64"), index=names)
-    pid_to_cat = pd.Series(
-        cat_id.reindex(prod["category"].astype(str)).to_numpy(), index=prod["product_id"]
-    )
+    prod_cat = cat_id.reindex(prod["category"].astype(str)).to_numpy()  # each product's id
+    pid_to_cat = pd.Series(prod_cat, index=prod["product_id"])
     tx = tables.transactions
     mapped = tx["product_id"].map(pid_to_cat)
     keep = mapped.notna().to_numpy()
@@ -58,7 +63,7 @@ def category_tables(tables: Tables) -> Tables:
     ctx["product_id"] = mapped[keep].astype("int64").to_numpy()
     if "department" in prod.columns:
         dept = (
-            prod.assign(cid=cat_id.reindex(prod["category"].astype(str)).to_numpy())
+            prod.assign(cid=prod_cat)
             .groupby("cid")["department"]
             .agg(lambda s: s.mode().iloc[0] if s.notna().any() else None)
         )
