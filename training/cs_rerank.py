@@ -29,6 +29,7 @@ from training.cs_rankers import (
     ALSRanker,
     CooccurrenceRanker,
     CrossSellRanker,
+    EASERanker,
     ItemKNNRanker,
     LookAlikeRanker,
     PopularityRanker,
@@ -42,6 +43,7 @@ SIGNAL_CLASSES: dict[str, type[CrossSellRanker]] = {
     "item_knn": ItemKNNRanker,
     "cooccurrence": CooccurrenceRanker,
     "als": ALSRanker,
+    "ease": EASERanker,
     "look_alike": LookAlikeRanker,
 }
 ATTRIBUTES = ("description", "product_type", "category", "department", "manufacturer_id")
@@ -62,6 +64,7 @@ SIGNAL_REASONS = {
     "item_knn": "customers who buy what you buy also buy this",
     "cooccurrence": "often bought with {description}",
     "als": "matches your taste profile",
+    "ease": "often bought with {description}",
     "look_alike": "households like yours buy this",
 }
 
@@ -569,7 +572,7 @@ class LightGBMReRanker(Ranker):
         )
         item_based = {
             n: self.signals_.signals[n]
-            for n in ("cooccurrence", "item_knn")
+            for n in ("cooccurrence", "item_knn", "ease")
             if n in self.signals_.signals
         }
         cust = top["customer_id"].to_numpy()

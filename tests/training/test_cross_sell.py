@@ -11,7 +11,7 @@ import pytest
 from features._util import TX_COLUMNS
 from features.contract import Tables
 from training import cross_sell as cs
-from training.cs_rankers import ItemKNNRanker, PopularityRanker
+from training.cs_rankers import EASERanker, ItemKNNRanker, PopularityRanker
 
 CUTOFF = pd.Timestamp("2017-06-01")
 #: A small, fast configuration for synthetic shops (the defaults are sized for Complete Journey).
@@ -21,6 +21,7 @@ FAST = {
         "popularity": {"days": 28},
         "item_knn": {"neighbours": 30},
         "als": {"factors": 16, "iterations": 6},
+        "ease": {"lam": 50.0},
     },
     "candidates": {"popularity": 20, "item_knn": 30, "als": 30},
     "lgbm": {"n_estimators": 60, "min_child_samples": 20, "num_leaves": 15},
@@ -90,6 +91,59 @@ def test_item_knn_scores_by_cosine_similarity_to_history():
         ord("E")
     ]  # history {4}: nothing similar, zero scores tie by id; 4 itself never comes back
     assert e["product_id"].tolist() == [1, 2]
+
+
+def test_ease_dual_form_equals_the_item_item_closed_form():
+    # 6 customers x 5 products with repeat baskets; EASE's item x item (primal) solution
+    # computed directly must equal the ranker's customer x customer (dual) scores
+    buys = {
+        1: [10, 10, 11],
+        2: [10, 11, 12],
+        3: [11, 12, 12, 12],
+        4: [12, 13],
+        5: [13, 14],
+        6: [10, 14],
+    }
+    rows = [(c, p, day) for c, ps in buys.items() for day, p in enumerate(ps)]
+    lam = 0.7
+    ease = EASERanker(lam=lam, min_buyers=1).fit(_tx(rows), "2017-02-01")
+    h = ease.history_
+    x = np.log1p(h.counts.toarray().astype(float))
+    p = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
+    assert np.allclose(np.diag(b), 0.0)
+    np.testing.assert_allclose(ease.score_rows(np.arange(h.n_customers)), x @ b, atol=1e-5)
+    recs = ease.recommend([1, 5], n=5)
+    for cust, g in recs.groupby("customer_id"):
+        assert not set(g["product_id"]) & set(buys[cust])  # bought products never come back
+        row = h.rows(np.array([cust]))[0]
+        want = [
+            h.items[j]
+            for j in np.argsort(-(x @ b)[row], kind="stable")
+            if h.items[j] not in buys[cust]
+        ]
+        assert g["product_id"].tolist() == want
+        # the reason: the history product with the largest x_k * B_kj
+        cols = h.cols(g["product_id"].to_numpy())
+        partner, share = ease.explain(row, cols)
+        contrib = x[row][:, None] * b[:, cols]
+        contrib[x[row] == 0] = -np.inf
+        np.testing.assert_array_equal(partner, contrib.argmax(axis=0))
+        np.testing.assert_allclose(share, contrib.max(axis=0), atol=1e-5)
+
+
+def test_ease_completes_planted_bundles_and_checks_lambda():
+    # products 1-3 are bought together by customers 1-20, 4-6 by 21-40; customer 50 bought
+    # 1 and 2 (and 6 once), customer 51 only 4: EASE completes each one's bundle first
+    rows = [(c, p, c) for c in range(1, 21) for p in (1, 2, 3)]
+    rows += [(c, p, c) for c in range(21, 41) for p in (4, 5, 6)]
+    rows += [(50, 1, 5), (50, 2, 5), (50, 6, 9), (51, 4, 7)]
+    recs = EASERanker(lam=5.0, min_buyers=1).fit(_tx(rows), "2017-03-01").recommend([50, 51], n=2)
+    got = {c: g["product_id"].tolist() for c, g in recs.groupby("customer_id")}
+    assert got[50][0] == 3
+    assert sorted(got[51]) == [5, 6]
+    with pytest.raises(ValueError, match="lam must be > 0"):
+        EASERanker(lam=0.0, min_buyers=1).fit(_tx(rows), "2017-03-01")
 
 
 # ----------------------------------------------------------------------------- config
@@ -191,6 +245,7 @@ def test_reranker_recovers_planted_department_preferences(shop, fitted):
     assert {"lgbm_rerank", "popularity", "item_knn", "als"} <= set(ndcg.index)
     # FAST's ALS signal differs from the ALS baseline: both rows are reported
     assert "als_tuned" in ndcg.index
+    assert "ease" in ndcg.index  # the EASE signal alone, next to the baselines
     assert ndcg["lgbm_rerank"] > ndcg["popularity"]
     n = ev[ev["metric"] == "n_customers"]["value"]
     assert n.nunique() == 1 and n.iloc[0] > 50  # every model on the same customers
