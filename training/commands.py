@@ -316,6 +316,28 @@ def print_evaluation(wide: pd.DataFrame, title: str) -> None:
     Console(width=max(160, Console().width)).print(table)
 
 
+def print_goals(evaluation: pd.DataFrame) -> None:
+    """The issue's quality goals, checked on the mean over the evaluated cutoffs."""
+    from training.goals import format_result, goal_table
+
+    goals = goal_table(evaluation)
+    if goals.empty:
+        return
+    table = Table(title="goals (mean over the cutoffs above)")
+    for col in ("family", "goal", "model", "best baseline", "result", "met"):
+        table.add_column(col, justify="right" if col in ("model", "result") else "left")
+    for _, r in goals.iterrows():
+        table.add_row(
+            r["family"],
+            r["goal"],
+            f"{r['model']:.4f}",
+            f"{r['best_baseline']} {r['baseline']:.4f}",
+            format_result(r),
+            "[green]met[/green]" if r["met"] else "[red]not met[/red]",
+        )
+    Console(width=max(160, Console().width)).print(table)
+
+
 def evaluate(
     family: str = typer.Argument(
         "all", help="next-purchase | cross-sell | churn | value | all, or a comma-separated list"
@@ -341,6 +363,7 @@ def evaluate(
         console.print(f"{fam}: evaluated in {time.perf_counter() - t0:.0f} s")
         frames.append(ev)
         print_evaluation(evaluation_table(ev), f"{fam}: model vs baselines")
+        print_goals(ev)
     evaluation = pd.concat(frames, ignore_index=True)
     if out is not None:
         write_frame(evaluation, out)

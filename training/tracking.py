@@ -213,10 +213,21 @@ def log_evaluation(evaluation: pd.DataFrame) -> None:
     means = evaluation.groupby(["model", "metric"])["value"].mean()
     for (m, metric), v in means.items():
         mlflow.log_metric(f"{m}.{metric}.mean".replace("@", "_at_"), float(v))
+    from training.goals import goal_table
+
+    goals = goal_table(evaluation)
+    for g in goals.itertuples(index=False):
+        key = f"goal.{g.family}.{g.metric}".replace("@", "_at_")
+        mlflow.log_metric(f"{key}.result", float(g.result))
+        mlflow.log_metric(f"{key}.met", float(g.met))
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "evaluation.csv"
         evaluation.to_csv(p, index=False)
         mlflow.log_artifact(str(p))
+        if not goals.empty:
+            p = Path(d) / "goals.csv"
+            goals.to_csv(p, index=False)
+            mlflow.log_artifact(str(p))
 
 
 # --------------------------------------------------------------------------- registry

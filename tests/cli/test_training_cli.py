@@ -133,6 +133,7 @@ def test_evaluate_prints_model_and_baseline_and_writes_long_table(home, tmp_path
     assert {"lightgbm", "logistic_rfm"} <= set(ev["model"])
     assert ev["cutoff"].nunique() == 3
     assert "logistic_rfm" in res.output and "mean" in res.output
+    assert "ROC-AUC +0.03 over the baseline" in res.output  # the goals table
 
 
 @pytest.mark.parametrize(

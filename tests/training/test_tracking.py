@@ -118,3 +118,24 @@ def test_lower_is_better_metric(store):
 def test_unknown_family(store):
     with pytest.raises(ValueError, match="unknown model family"):
         store.model_name("bogus")
+
+
+def test_log_evaluation_logs_goal_verdicts(store):
+    import mlflow
+
+    ev = pd.DataFrame(
+        {
+            "family": ["churn"] * 2,
+            "model": ["lightgbm", "logistic_rfm"],
+            "cutoff": ["2017-09-01"] * 2,
+            "metric": ["roc_auc"] * 2,
+            "value": [0.90, 0.86],
+        }
+    )
+    with mlflow.start_run() as run:
+        store.log_evaluation(ev)
+    got = mlflow.get_run(run.info.run_id).data.metrics
+    assert got["goal.churn.roc_auc.result"] == pytest.approx(0.04)
+    assert got["goal.churn.roc_auc.met"] == 1.0
+    arts = {a.path for a in store.client().list_artifacts(run.info.run_id)}
+    assert {"evaluation.csv", "goals.csv"} <= arts

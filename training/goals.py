@@ -1,0 +1,163 @@
+"""The quality goals of issue #3, checked against an evaluation table.
+
+``tailor evaluate`` prints, after each family's model-vs-baselines table, whether the
+model meets its goal on the mean over the reporting cutoffs, with the number behind the
+verdict -- so the goals are read off the same run as the metrics, never copied by hand.
+
+A goal compares the model's mean metric with the *best* of its baselines (or with one
+named baseline) in one of these ways:
+
+=============  ========================================  ======================================
+kind           result                                    met when
+=============  ========================================  ======================================
+``ratio``      model / best baseline                     result >= target
+``diff``       model - best baseline                     result >= target
+``above``      model - best baseline (higher is better)  result > 0
+``no_worse``   model - best baseline (lower is better)   result <= 0
+``reduction``  1 - model / baseline (lower is better)    result >= target
+=============  ========================================  ======================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+KINDS = ("ratio", "diff", "above", "no_worse", "reduction")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One quality goal of a model family.
+
+    Attributes
+    ----------
+    family, metric, model
+        Which rows of the evaluation table (``model`` is the family's own model).
+    baselines : tuple of str
+        The baselines the goal is measured against; the best of them (by the metric's
+        direction) is used.
+    kind : str
+        One of :data:`KINDS` (see the module docstring).
+    target : float
+        The threshold of ``ratio``, ``diff`` and ``reduction`` (ignored by the others).
+    text : str
+        The goal as the issue words it.
+    """
+
+    family: str
+    metric: str
+    model: str
+    baselines: tuple[str, ...]
+    kind: str
+    target: float = 0.0
+    text: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"goal kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.baselines:
+            raise ValueError(f"goal {self.family}/{self.metric} names no baseline")
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.kind in ("no_worse", "reduction")
+
+
+NP_BASELINES = ("g_topfreq", "p_topfreq", "tifu_knn")
+#: DESIGN.md's cross-sell baselines (the issue names popularity and item-kNN; DESIGN adds
+#: ALS). The model's own signals reported alone (``als_tuned``, ``ease`` ...) are not baselines.
+CS_BASELINES = ("popularity", "item_knn", "als")
+
+GOALS: tuple[Goal, ...] = (
+    Goal("next_purchase", "ndcg@10", "lgbm_ranker", NP_BASELINES, "ratio", 1.10, "NDCG@10 +10% over the best baseline"),
+    Goal("next_purchase", "recall@10", "lgbm_ranker", NP_BASELINES, "ratio", 1.10, "Recall@10 +10% over the best baseline"),
+    Goal("cross_sell", "ndcg@10", "lgbm_rerank", CS_BASELINES, "ratio", 1.5, "NDCG@10 1.5x the best baseline"),
+    Goal("churn", "roc_auc", "lightgbm", ("logistic_rfm",), "diff", 0.03, "ROC-AUC +0.03 over the baseline"),
+    Goal("churn", "pr_auc", "lightgbm", ("logistic_rfm",), "above", 0.0, "PR-AUC above the baseline"),
+    Goal("churn", "brier", "lightgbm", ("logistic_rfm",), "no_worse", 0.0, "Brier no worse than the baseline"),
+    Goal("value", "mae", "lightgbm", ("last_90d_spend",), "reduction", 0.15, "MAE 15% below last-90-days spend"),
+    Goal("value", "spearman", "lightgbm", ("last_90d_spend", "bgnbd_gamma_gamma"), "above", 0.0, "Spearman above both baselines"),
+)  # fmt: skip
+
+COLUMNS = [
+    "family",
+    "metric",
+    "goal",
+    "kind",
+    "model",
+    "best_baseline",
+    "baseline",
+    "result",
+    "target",
+    "met",
+]
+
+
+def _means(evaluation: pd.DataFrame) -> pd.Series:
+    ev = evaluation
+    return ev.groupby(["family", "model", "metric"])["value"].mean()
+
+
+def check(goal: Goal, means: pd.Series) -> dict | None:
+    """The goal's verdict from mean metrics indexed by (family, model, metric); None if absent."""
+    try:
+        model = float(means[(goal.family, goal.model, goal.metric)])
+    except KeyError:
+        return None
+    base = {
+        b: float(means[(goal.family, b, goal.metric)])
+        for b in goal.baselines
+        if (goal.family, b, goal.metric) in means.index
+    }
+    if not base or not np.isfinite(model):
+        return None
+    best = (min if goal.lower_is_better else max)(base, key=base.get)
+    b = base[best]
+    if goal.kind == "ratio":
+        result, met = model / b, model / b >= goal.target
+    elif goal.kind == "diff":
+        result, met = model - b, model - b >= goal.target
+    elif goal.kind == "above":
+        result, met = model - b, model > b
+    elif goal.kind == "no_worse":
+        result, met = model - b, model <= b
+    else:  # reduction
+        result, met = 1.0 - model / b, 1.0 - model / b >= goal.target
+    return {
+        "family": goal.family,
+        "metric": goal.metric,
+        "goal": goal.text,
+        "kind": goal.kind,
+        "model": model,
+        "best_baseline": best,
+        "baseline": b,
+        "result": float(result),
+        "target": goal.target if goal.kind in ("ratio", "diff", "reduction") else np.nan,
+        "met": bool(met),
+    }
+
+
+def goal_table(evaluation: pd.DataFrame, goals: tuple[Goal, ...] = GOALS) -> pd.DataFrame:
+    """Verdict of every goal whose model and baselines are in ``evaluation`` (long table).
+
+    Metrics are averaged over the cutoffs present (the reporting cutoffs for
+    ``tailor evaluate``). Columns: :data:`COLUMNS`.
+    """
+    means = _means(evaluation)
+    rows = [r for g in goals if (r := check(g, means)) is not None]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def format_result(row: pd.Series) -> str:
+    """A row of :func:`goal_table` as it reads best: ``1.20x``, ``-8.4%`` (MAE change), ``+0.023``."""
+    kind = row["kind"]
+    if kind == "ratio":
+        return f"{row['result']:.2f}x (goal {row['target']:.2f}x)"
+    if kind == "reduction":
+        return f"{-100 * row['result']:+.1f}% (goal -{100 * row['target']:.0f}%)"
+    if kind == "diff":
+        return f"{row['result']:+.4f} (goal {row['target']:+.2f})"
+    return f"{row['result']:+.4f}"
