@@ -14,6 +14,11 @@ MAE of
   the label window (before and after it), times 90. It knows each customer's spending level
   from the future, so no forecaster can use it; it only shows how much of the error is the
   noise of a 90-day window around a customer's level;
+* ``adjacent_windows`` -- the mean of the customer's net spend in the 90 days before the
+  window and in the 90 days after it (scaled to 90 days where the data ends sooner). It
+  also knows the future, and tracks a level that drifts over the year better than the
+  whole-year mean: it shows that the noise of a 90-day window alone does not rule the goal
+  out -- what a forecaster cannot know is where the customer's level goes next;
 * ``target_for_goal`` -- 85% of the baseline's MAE.
 
 The LightGBM model's MAE on the same cutoffs comes from ``tailor evaluate value``.
@@ -53,12 +58,17 @@ def bounds(tables, cutoff) -> dict:
     outside = _net_spend(tx, first, last + pd.Timedelta(seconds=1), y.index) - y
     outside_days = ((last - first).total_seconds() / 86400.0 + 1.0) - DAYS
     level = outside / outside_days * DAYS
+    end = min(cutoff + 2 * DAYS * pd.Timedelta(days=1), last + pd.Timedelta(seconds=1))
+    after_days = (end - (cutoff + pd.Timedelta(days=DAYS))).total_seconds() / 86400.0
+    after = _net_spend(tx, cutoff + pd.Timedelta(days=DAYS), end, y.index)
+    after = after * DAYS / after_days if after_days > 0 else last90
     base = float(np.mean(np.abs(y - last90)))
     return {
         "cutoff": str(cutoff.date()),
         "customers": int(len(y)),
         "last_90d_spend": base,
         "rest_of_year_level": float(np.mean(np.abs(y - level))),
+        "adjacent_windows": float(np.mean(np.abs(y - (last90 + after) / 2))),
         "target_for_goal": 0.85 * base,
     }
 
@@ -73,7 +83,10 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows).set_index("cutoff")
     df.loc["mean"] = df.mean()
     df["customers"] = df["customers"].round().astype(int)
-    print(f"MAE of 90-day net spend ({args.source}); rest_of_year_level uses the future\n")
+    print(
+        f"MAE of 90-day net spend ({args.source}); rest_of_year_level and adjacent_windows "
+        "use the future\n"
+    )
     print(df.round(1).to_string())
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.features._factories import line, make_tables
@@ -30,3 +31,21 @@ def test_bounds_known_values():
     level1, level2 = 305 / 275 * 90, 10 / 275 * 90
     assert b["rest_of_year_level"] == pytest.approx((abs(50 - level1) + level2) / 2)
     assert b["target_for_goal"] == pytest.approx(0.85 * 10)
+    # the 90 days after the window end 2017-12-30: the 2017-12-31 line is beyond them
+    assert b["adjacent_windows"] == pytest.approx((abs(50 - (30 + 0) / 2) + 0) / 2)
+
+
+def test_adjacent_windows_scale_a_short_after_window():
+    t = make_tables(
+        [
+            line(1, 1, 10, "2017-01-01", 1.0),  # the data starts here
+            line(1, 2, 10, "2017-08-01", 90.0),  # last 90 days before the cutoff
+            line(1, 3, 10, "2017-10-01", 60.0),  # in [2017-09-01, 2017-11-30)
+            line(1, 4, 10, "2017-12-15", 10.0),  # after: [2017-11-30, data end 2017-12-15]
+        ]
+    )
+    b = bounds(t, "2017-09-01")
+    after_days = (
+        pd.Timestamp("2017-12-15") + pd.Timedelta(seconds=1) - pd.Timestamp("2017-11-30")
+    ).total_seconds() / 86400
+    assert b["adjacent_windows"] == pytest.approx(abs(60 - (90 + 10 * 90 / after_days) / 2))
