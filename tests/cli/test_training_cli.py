@@ -161,3 +161,17 @@ def test_bad_arguments_are_clear(home, args, message):
     res = runner.invoke(app, list(args))
     assert res.exit_code != 0
     assert message in res.output
+
+
+@pytest.mark.parametrize("task", ["next-purchase", "cross-sell", "churn", "value"])
+def test_predict_twice_gives_the_same_output(home, tmp_path, task):
+    """Issue #3 part 6: same seed, same output (a fresh fit each time, byte for byte)."""
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"{task}-{i}.csv"
+        res = invoke(
+            "predict", task, "--as-of", "2017-10-01", "--out", str(out), "--source", "synthetic"
+        )
+        assert res.exit_code == 0, res.output
+        outs.append(out.read_bytes())
+    assert len(outs[0]) > 100 and outs[0] == outs[1]
