@@ -348,6 +348,9 @@ def evaluate(
         None, "--out", help="also write the long table (CSV or Parquet)"
     ),
     log: bool = typer.Option(True, "--log/--no-log", help="log the table to MLflow"),
+    plots: Path | None = typer.Option(
+        None, "--plots", help="also write goals_<family>.png (model vs baselines vs goal) here"
+    ),
 ) -> None:
     """Each model vs each baseline, per metric and cutoff, plus the mean (DESIGN.md protocol)."""
     families = parse_families(family)
@@ -364,6 +367,14 @@ def evaluate(
         frames.append(ev)
         print_evaluation(evaluation_table(ev), f"{fam}: model vs baselines")
         print_goals(ev)
+        if plots is not None:
+            from training.goals import goals_figure
+
+            fig = goals_figure(ev, fam)
+            if fig is not None:
+                plots.mkdir(parents=True, exist_ok=True)
+                fig.savefig(plots / f"goals_{fam}.png", dpi=100)
+                console.print(f"plot: {plots / f'goals_{fam}.png'}")
     evaluation = pd.concat(frames, ignore_index=True)
     if out is not None:
         write_frame(evaluation, out)

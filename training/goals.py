@@ -161,3 +161,66 @@ def format_result(row: pd.Series) -> str:
     if kind == "diff":
         return f"{row['result']:+.4f} (goal {row['target']:+.2f})"
     return f"{row['result']:+.4f}"
+
+
+def goal_line(goal: Goal, baseline: float) -> float:
+    """The model value that would just meet ``goal`` given the best baseline's value."""
+    if goal.kind == "ratio":
+        return goal.target * baseline
+    if goal.kind == "diff":
+        return baseline + goal.target
+    if goal.kind == "reduction":
+        return (1.0 - goal.target) * baseline
+    return baseline
+
+
+def goals_figure(evaluation: pd.DataFrame, family: str, goals: tuple[Goal, ...] = GOALS):
+    """One panel per goal metric of ``family``: every model's mean (bars) and each cutoff (dots),
+    the model's bar highlighted, and a dashed line where the goal would be met.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None when the evaluation holds none of the family's goal metrics.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    means = _means(evaluation)
+    verdicts = {
+        g.metric: (g, r) for g in goals if g.family == family and (r := check(g, means)) is not None
+    }
+    if not verdicts:
+        return None
+    ev = evaluation[evaluation["family"] == family]
+    fig = Figure(figsize=(4.2 * len(verdicts), 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(verdicts), squeeze=False)[0]
+    for ax, (metric, (goal, r)) in zip(axes, verdicts.items(), strict=True):
+        rows = ev[ev["metric"] == metric]
+        models = [goal.model, *[b for b in goal.baselines if b in set(rows["model"])]]
+        models += sorted(set(rows["model"]) - set(models))  # the model's signals alone, if any
+        per = rows.groupby("model")["value"]
+        x = np.arange(len(models))
+        colours = [
+            "#c44e52" if m == goal.model else "#8c8c8c" if m in goal.baselines else "#dddddd"
+            for m in models
+        ]
+        ax.bar(x, [per.mean()[m] for m in models], color=colours)
+        for i, m in enumerate(models):
+            vals = per.get_group(m).to_numpy()
+            ax.plot(np.full(len(vals), i), vals, "k.", ms=4)
+        line = goal_line(goal, r["baseline"])
+        ax.axhline(line, ls="--", c="#c44e52", lw=1)
+        ax.set_xticks(x, models, rotation=35, ha="right", fontsize=8)
+        verdict = "met" if r["met"] else "not met"
+        ax.set_title(f"{metric}: {format_result(pd.Series(r))}\n{verdict}", fontsize=9)
+        lo = min(line, per.min().min())
+        hi = max(line, per.max().max())
+        pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
+        ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+    fig.suptitle(
+        f"{family}: model (red), baselines (grey), goal (dashed); dots = cutoffs", fontsize=10
+    )
+    fig.tight_layout()
+    return fig

@@ -213,9 +213,13 @@ def log_evaluation(evaluation: pd.DataFrame) -> None:
     means = evaluation.groupby(["model", "metric"])["value"].mean()
     for (m, metric), v in means.items():
         mlflow.log_metric(f"{m}.{metric}.mean".replace("@", "_at_"), float(v))
-    from training.goals import goal_table
+    from training.goals import goal_table, goals_figure
 
     goals = goal_table(evaluation)
+    for family in sorted(set(goals["family"])):
+        fig = goals_figure(evaluation, family)
+        if fig is not None:
+            mlflow.log_figure(fig, f"plots/goals_{family}.png")
     for g in goals.itertuples(index=False):
         key = f"goal.{g.family}.{g.metric}".replace("@", "_at_")
         mlflow.log_metric(f"{key}.result", float(g.result))

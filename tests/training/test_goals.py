@@ -94,3 +94,30 @@ def test_goal_validation_and_every_family_has_goals():
     with pytest.raises(ValueError, match="names no baseline"):
         Goal("churn", "roc_auc", "lightgbm", (), "diff")
     assert {g.family for g in GOALS} == {"next_purchase", "cross_sell", "churn", "value"}
+
+
+def test_goals_figure_one_panel_per_goal_with_the_goal_line(tmp_path):
+    from training.goals import goals_figure
+
+    ev = _long(
+        [
+            ("churn", "lightgbm", "roc_auc", [0.90, 0.86]),
+            ("churn", "logistic_rfm", "roc_auc", [0.87, 0.84]),
+            ("churn", "lightgbm", "brier", [0.05, 0.05]),
+            ("churn", "logistic_rfm", "brier", [0.05, 0.06]),
+            ("value", "lightgbm", "mae", [150.0, 150.0]),
+            ("value", "last_90d_spend", "mae", [200.0, 200.0]),
+        ]
+    )
+    fig = goals_figure(ev, "churn")
+    axes = fig.get_axes()
+    assert len(axes) == 2  # roc_auc and brier; no PR-AUC rows
+    lines = [ln for ln in axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert lines and lines[0].get_ydata()[0] == pytest.approx(0.855 + 0.03)  # baseline + 0.03
+    assert "not met" in axes[0].get_title() and "met" in axes[1].get_title()
+    value = goals_figure(ev, "value").get_axes()[0]
+    dashed = [ln for ln in value.get_lines() if ln.get_linestyle() == "--"][0]
+    assert dashed.get_ydata()[0] == pytest.approx(170.0)  # 85% of 200
+    assert goals_figure(ev, "cross_sell") is None
+    fig.savefig(tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 1000
