@@ -411,13 +411,11 @@ def feature_importance(model: LightGBMReRanker) -> pd.Series:
 
 def figures(model: LightGBMReRanker, top: int = 25) -> dict:
     """``{"feature_importance": Figure}``: the re-ranker's largest gain shares."""
-    from matplotlib.figure import Figure
+    from training.plots import importance_figure
 
-    imp = feature_importance(model).head(top)[::-1]
-    fig = Figure(figsize=(7, 0.25 * len(imp) + 1.2))
-    ax = fig.subplots()
-    ax.barh(imp.index, imp.to_numpy())
-    ax.set_xlabel("share of total gain")
-    ax.set_title(f"cross-sell re-ranker as of {model.cutoff_.date()}: feature importance")
-    fig.tight_layout()
+    fig = importance_figure(
+        feature_importance(model),
+        f"cross-sell re-ranker as of {model.cutoff_.date()}: feature importance",
+        top,
+    )
     return {"feature_importance": fig}

@@ -411,6 +411,18 @@ def fit_family(
     return NextPurchaseRanker(cfg).fit(tables, cutoff, progress=progress)
 
 
+def figures(model: NextPurchaseRanker, top: int = 25) -> dict:
+    """``{"feature_importance": Figure}``: the ranker's largest gain shares (an MLflow artifact)."""
+    from training.plots import importance_figure
+
+    cutoff = getattr(model, "cutoff_", None)
+    when = f" as of {pd.Timestamp(cutoff).date()}" if cutoff is not None else ""
+    fig = importance_figure(
+        model.feature_importance(), f"next-purchase ranker{when}: feature importance", top
+    )
+    return {"feature_importance": fig}
+
+
 def predict_family(model: NextPurchaseRanker, tables: Tables, cutoff, k: int = K) -> pd.DataFrame:
     """Shopping lists as of ``cutoff``: customer_id, product_id, rank (1 = best), score, expected_days.
 

@@ -486,15 +486,10 @@ def config_dict(config: ValueConfig) -> dict:
 
 def figures(model: ValueModel) -> dict:
     """Gain importance of the spend forecaster's 20 strongest features (an MLflow artifact)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from training.plots import importance_figure
 
-    imp = model.feature_importance().head(20)[::-1]
-    fig = Figure(figsize=(7, 5.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.barh(imp.index, imp.to_numpy() / max(imp.sum(), 1e-12), color="#4c72b0")
-    ax.set_xlabel("share of total gain (top 20)")
-    ax.set_title(f"90-day spend model as of {model.cutoff_.date()}: feature importance")
-    fig.tight_layout()
+    fig = importance_figure(
+        model.feature_importance(),
+        f"90-day spend model as of {model.cutoff_.date()}: feature importance",
+    )
     return {"feature_importance": fig}

@@ -15,6 +15,7 @@ from training.next_purchase import (
     NextPurchaseRanker,
     default_config,
     expected_days,
+    figures,
     fit_family,
     predict_family,
 )
@@ -306,6 +307,17 @@ def test_predict_family_format_and_determinism(synth, fitted):
     pd.testing.assert_frame_equal(out, again)
     with pytest.raises(ValueError, match="list size"):
         model.recommend([int(buyers[0])], n=cfg.list_size + 1)
+
+
+def test_figures_feature_importance(fitted):
+    ranker, _ = fitted
+    figs = figures(ranker)
+    ax = figs["feature_importance"].axes[0]
+    widths = [b.get_width() for b in ax.patches]
+    imp = ranker.feature_importance()
+    assert 0 < len(widths) <= 25 and widths == sorted(widths)
+    assert widths[-1] == pytest.approx(imp.iloc[0])  # the strongest feature's share of the gain
+    assert imp.index[0] in [t.get_text() for t in ax.get_yticklabels()]
 
 
 def test_fitted_ranker_round_trips_through_mlflow(synth, fitted, tmp_path, monkeypatch):
