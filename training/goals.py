@@ -193,7 +193,7 @@ def goals_figure(evaluation: pd.DataFrame, family: str, goals: tuple[Goal, ...] 
     if not verdicts:
         return None
     ev = evaluation[evaluation["family"] == family]
-    fig = Figure(figsize=(4.2 * len(verdicts), 4.2))
+    fig = Figure(figsize=(max(6.0, 4.2 * len(verdicts)), 4.6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(verdicts), squeeze=False)[0]
     for ax, (metric, (goal, r)) in zip(axes, verdicts.items(), strict=True):
@@ -220,7 +220,9 @@ def goals_figure(evaluation: pd.DataFrame, family: str, goals: tuple[Goal, ...] 
         pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
         ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
     fig.suptitle(
-        f"{family}: model (red), baselines (grey), goal (dashed); dots = cutoffs", fontsize=10
+        f"{family}: the model (red), its baselines (grey), the model's signals alone (light)\n"
+        "dashed: where the goal is met; dots: the cutoffs",
+        fontsize=9,
     )
     fig.tight_layout()
     return fig
