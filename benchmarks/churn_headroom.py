@@ -82,14 +82,7 @@ def _lgbm(params: dict):
 
 
 def _logistic(X, y, w, Xs):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    T = C.LogisticRFMBaseline.transform
-    m = make_pipeline(StandardScaler(), LogisticRegression())
-    m.fit(T(X), y, logisticregression__sample_weight=w)
-    return m.predict_proba(T(Xs))[:, 1]
+    return C.LogisticRFMBaseline().fit(X, y, sample_weight=w).predict_proba(Xs)
 
 
 def bootstrap_gaps(y, p_a, p_b, n: int = 400, seed: int = 0) -> np.ndarray:

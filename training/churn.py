@@ -454,14 +454,19 @@ class LogisticRFMBaseline:
         """log1p of recency (days), frequency (baskets), monetary (net spend, floored at 0)."""
         return np.log1p(rfm[list(cls.columns)].clip(lower=0).fillna(0.0).to_numpy("float64"))
 
-    def fit(self, X: pd.DataFrame, y) -> LogisticRFMBaseline:
-        """Fit on raw ``recency_days``, ``frequency``, ``monetary`` columns and 0/1 labels."""
+    def fit(self, X: pd.DataFrame, y, sample_weight=None) -> LogisticRFMBaseline:
+        """Fit on raw ``recency_days``, ``frequency``, ``monetary`` columns and 0/1 labels.
+
+        ``sample_weight`` (optional, one per row) weighs the logistic loss.
+        """
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
         self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C)).fit(
-            self.transform(X), np.asarray(y).astype(int)
+            self.transform(X),
+            np.asarray(y).astype(int),
+            logisticregression__sample_weight=sample_weight,
         )
         return self
 
