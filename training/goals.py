@@ -97,8 +97,18 @@ COLUMNS = [
 
 
 def _means(evaluation: pd.DataFrame) -> pd.Series:
-    ev = evaluation
-    return ev.groupby(["family", "model", "metric"])["value"].mean()
+    return evaluation.groupby(["family", "model", "metric"])["value"].mean()
+
+
+def goal_line(goal: Goal, baseline: float) -> float:
+    """The model value that would just meet ``goal`` given the best baseline's value."""
+    if goal.kind == "ratio":
+        return goal.target * baseline
+    if goal.kind == "diff":
+        return baseline + goal.target
+    if goal.kind == "reduction":
+        return (1.0 - goal.target) * baseline
+    return baseline
 
 
 def check(goal: Goal, means: pd.Series) -> dict | None:
@@ -116,16 +126,19 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
         return None
     best = (min if goal.lower_is_better else max)(base, key=base.get)
     b = base[best]
-    if goal.kind == "ratio":
-        result, met = model / b, model / b >= goal.target
-    elif goal.kind == "diff":
-        result, met = model - b, model - b >= goal.target
-    elif goal.kind == "above":
-        result, met = model - b, model > b
+    with np.errstate(divide="ignore", invalid="ignore"):  # a baseline at 0: inf or nan
+        if goal.kind == "ratio":
+            result = float(np.float64(model) / b)
+        elif goal.kind == "reduction":
+            result = float(1.0 - np.float64(model) / b)
+        else:
+            result = model - b
+    if goal.kind == "above":
+        met = result > 0
     elif goal.kind == "no_worse":
-        result, met = model - b, model <= b
-    else:  # reduction
-        result, met = 1.0 - model / b, 1.0 - model / b >= goal.target
+        met = result <= 0
+    else:
+        met = result >= goal.target
     return {
         "family": goal.family,
         "metric": goal.metric,
@@ -134,7 +147,7 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
         "model": model,
         "best_baseline": best,
         "baseline": b,
-        "result": float(result),
+        "result": result,
         "target": goal.target if goal.kind in ("ratio", "diff", "reduction") else np.nan,
         "met": bool(met),
     }
@@ -161,17 +174,6 @@ def format_result(row: pd.Series) -> str:
     if kind == "diff":
         return f"{row['result']:+.4f} (goal {row['target']:+.2f})"
     return f"{row['result']:+.4f}"
-
-
-def goal_line(goal: Goal, baseline: float) -> float:
-    """The model value that would just meet ``goal`` given the best baseline's value."""
-    if goal.kind == "ratio":
-        return goal.target * baseline
-    if goal.kind == "diff":
-        return baseline + goal.target
-    if goal.kind == "reduction":
-        return (1.0 - goal.target) * baseline
-    return baseline
 
 
 def goals_figure(evaluation: pd.DataFrame, family: str, goals: tuple[Goal, ...] = GOALS):

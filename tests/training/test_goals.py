@@ -121,3 +121,17 @@ def test_goals_figure_one_panel_per_goal_with_the_goal_line(tmp_path):
     assert goals_figure(ev, "cross_sell") is None
     fig.savefig(tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_a_baseline_at_zero_gives_an_infinite_ratio_not_an_error():
+    ev = _long(
+        [
+            ("cross_sell", "lgbm_rerank", "ndcg@10", [0.01]),
+            ("cross_sell", "popularity", "ndcg@10", [0.0]),
+        ]
+    )
+    r = goal_table(ev).iloc[0]
+    assert np.isinf(r["result"]) and r["met"]
+    ev.loc[ev["model"] == "lgbm_rerank", "value"] = 0.0
+    r = goal_table(ev).iloc[0]
+    assert np.isnan(r["result"]) and not r["met"]
