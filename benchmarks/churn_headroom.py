@@ -25,51 +25,20 @@ cutoff, the full-churn ROC-AUC of
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from own_labels import arguments, cross_fit_own_labels  # noqa: E402
 
 from features.sources import load_source  # noqa: E402
 from training import churn as C  # noqa: E402
 from training.protocol import CUTOFFS  # noqa: E402
-
-#: The cutoff's own rows weigh this much more than an earlier cutoff's row (each earlier
-#: cutoff holds about as many rows as the cutoff itself; there are up to 12 of them).
-OWN_WEIGHT = 3.0
-
-
-def cross_fit_own_labels(
-    X: pd.DataFrame,
-    y: np.ndarray,
-    Xt: pd.DataFrame,
-    yt: np.ndarray,
-    fit_predict: Callable[[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame], np.ndarray],
-    folds: int = 5,
-    seed: int = 0,
-) -> np.ndarray:
-    """Score every row of ``Xt`` with a model that saw ``X`` plus the other folds of ``Xt``.
-
-    ``fit_predict(X_train, y_train, weight, X_score)`` returns scores of ``X_score``. Rows of
-    ``Xt`` get weight :data:`OWN_WEIGHT`, rows of ``X`` weight 1. No row of ``Xt`` is scored
-    by a model trained on it; each is scored exactly once.
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    yt = np.asarray(yt).astype(int)
-    out = np.full(len(Xt), np.nan)
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Xt, yt):
-        Xa = pd.concat([X, Xt.iloc[tr]], ignore_index=True)
-        ya = np.r_[np.asarray(y).astype(int), yt[tr]]
-        w = np.r_[np.ones(len(X)), np.full(len(tr), OWN_WEIGHT)]
-        out[te] = fit_predict(Xa, ya, w, Xt.iloc[te])
-    return out
 
 
 def _lgbm(params: dict):
@@ -114,7 +83,7 @@ def headroom(tables, cutoff, config: C.ChurnConfig | None = None, cache=None) ->
     cutoff = pd.Timestamp(cutoff)
     X, y, rfm, groups = C.training_frame(tables, cutoff, cfg, cache)
     Xt, yt, rfmt = cache.get(cutoff)
-    yc, ytc = y["churn"].to_numpy(), yt["churn"].to_numpy()
+    yc, ytc = y["churn"].to_numpy().astype(int), yt["churn"].to_numpy().astype(int)
     model = C.CalibratedBooster(cfg.lgbm, cfg.calibration_folds, cfg.calibration)
     p_model = model.fit(X, yc, groups).predict_proba(Xt)
     p_base = C.LogisticRFMBaseline().fit(rfm, yc).predict_proba(rfmt)
@@ -135,11 +104,7 @@ def headroom(tables, cutoff, config: C.ChurnConfig | None = None, cache=None) ->
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", default="completejourney")
-    ap.add_argument("--cutoffs", help="comma-separated dates (default: the reporting cutoffs)")
-    ap.add_argument("--json", type=Path, help="also write the rows as JSON")
-    args = ap.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], argv)
     tables = load_source(args.source)
     cutoffs = args.cutoffs.split(",") if args.cutoffs else CUTOFFS["churn"]
     cfg = C.default_config()

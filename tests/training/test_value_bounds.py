@@ -49,3 +49,21 @@ def test_adjacent_windows_scale_a_short_after_window():
         pd.Timestamp("2017-12-15") + pd.Timedelta(seconds=1) - pd.Timestamp("2017-11-30")
     ).total_seconds() / 86400
     assert b["adjacent_windows"] == pytest.approx(abs(60 - (90 + 10 * 90 / after_days) / 2))
+
+
+def test_model_bounds_shipped_mae_is_what_evaluate_reports():
+    from test_churn import planted_shop
+    from value_bounds import model_bounds
+
+    from training import value
+
+    tables, _ = planted_shop(n=120, days=300, seed=3)
+    cfg = value.ValueConfig.from_dict(
+        {"train_cutoffs": 3, "lgbm": {"n_estimators": 60, "min_child_samples": 20}}
+    )
+    cutoff = pd.Timestamp("2017-07-03")
+    ev = value.evaluate_family(tables, cutoffs=[cutoff], config=cfg)
+    mae = ev.query("model == 'lightgbm' and metric == 'mae'")["value"].item()
+    got = model_bounds(tables, cutoff, cfg)
+    assert got["lightgbm"] == pytest.approx(mae)
+    assert 0 < got["lightgbm_own_labels"] < 10 * mae
