@@ -31,13 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from own_labels import arguments, cross_fit_own_labels, report  # noqa: E402
+from own_labels import cross_fit_own_labels, ranking_row, run_ranking  # noqa: E402
 
 from features.labels import cross_sell_labels  # noqa: E402
-from features.sources import load_source  # noqa: E402
 from training import cross_sell as CS  # noqa: E402
-from training.metrics import ranking_report, recs_to_dict, truth_to_dict  # noqa: E402
-from training.protocol import CUTOFFS, K  # noqa: E402
+from training.metrics import truth_to_dict  # noqa: E402
+from training.protocol import K  # noqa: E402
 
 DAY = pd.Timedelta(days=1)
 
@@ -125,25 +124,13 @@ def headroom(tables, cutoff, config=None, folds: int = 3) -> dict:
         "lgbm_own_labels": _recommend(model, list(ids), own),
         "perfect_order": _recommend(model, list(ids), cand["label"].to_numpy() + 0.0),
     }
-    row = {"cutoff": str(cutoff.date()), "customers": len(ids)}
-    for name, recs in scored.items():
-        rep = ranking_report(recs_to_dict(recs, K), truth, K)
-        row[f"{name}_ndcg"], row[f"{name}_recall"] = rep[f"ndcg@{K}"], rep[f"recall@{K}"]
+    row = ranking_row(cutoff, scored, truth, K)
     row["candidate_recall"] = cand["label"].sum() / len(labels)
     return row
 
 
 def main(argv=None) -> int:
-    args = arguments(__doc__.splitlines()[0], argv)
-    tables = load_source(args.source)
-    cutoffs = args.cutoffs.split(",") if args.cutoffs else CUTOFFS["cross_sell"]
-    rows = []
-    for c in cutoffs:
-        rows.append(headroom(tables, c))
-        print(f"  {rows[-1]['cutoff']} done", file=sys.stderr, flush=True)
-    title = f"Cross-sell ({args.source}); lgbm_own_labels and perfect_order use the future"
-    report(rows, title, args.json, transpose=True)
-    return 0
+    return run_ranking(headroom, "cross_sell", "Cross-sell", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,37 @@ def arguments(description: str, argv=None) -> argparse.Namespace:
     ap.add_argument("--cutoffs", help="comma-separated dates (default: the reporting cutoffs)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     return ap.parse_args(argv)
+
+
+def ranking_row(cutoff, scored: dict[str, pd.DataFrame], truth: dict, k: int) -> dict:
+    """``{name}_ndcg`` and ``{name}_recall`` at ``k`` of each recommendation frame."""
+    from training.metrics import ranking_report, recs_to_dict
+
+    row = {"cutoff": str(pd.Timestamp(cutoff).date()), "customers": len(truth)}
+    for name, recs in scored.items():
+        rep = ranking_report(recs_to_dict(recs, k), truth, k)
+        row[f"{name}_ndcg"], row[f"{name}_recall"] = rep[f"ndcg@{k}"], rep[f"recall@{k}"]
+    return row
+
+
+def run_ranking(headroom: Callable, family: str, title: str, doc: str, argv=None) -> int:
+    """The ``main`` of a ranking headroom script: ``headroom(tables, cutoff)`` per cutoff."""
+    import sys
+
+    from features.sources import load_source
+    from training.protocol import CUTOFFS
+
+    args = arguments(doc.splitlines()[0], argv)
+    tables = load_source(args.source)
+    cutoffs = args.cutoffs.split(",") if args.cutoffs else CUTOFFS[family]
+    rows = []
+    for c in cutoffs:
+        rows.append(headroom(tables, c))
+        print(f"  {rows[-1]['cutoff']} done", file=sys.stderr, flush=True)
+    report(
+        rows,
+        f"{title} ({args.source}); lgbm_own_labels and perfect_order use the future",
+        args.json,
+        transpose=True,
+    )
+    return 0

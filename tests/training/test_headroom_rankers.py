@@ -35,3 +35,18 @@ def test_cs_fixed_scores_refuse_another_candidate_frame():
     np.testing.assert_array_equal(f.predict(np.zeros((2, 5))), [1.0, 2.0])
     with pytest.raises(ValueError, match="3 candidates"):
         f.predict(np.zeros((3, 5)))
+
+
+def test_ranking_row_known_values():
+    from own_labels import ranking_row
+
+    truth = {1: {10}, 2: {20, 21}}
+    recs = pd.DataFrame(
+        {"customer_id": [1, 1, 2, 2], "product_id": [11, 10, 20, 22], "rank": [1, 2, 1, 2]}
+    )
+    row = ranking_row("2017-10-02", {"m": recs}, truth, k=2)
+    assert row["cutoff"] == "2017-10-02" and row["customers"] == 2
+    ndcg1 = (1 / np.log2(3)) / 1.0  # hit at rank 2, ideal: one hit at rank 1
+    ndcg2 = 1.0 / (1.0 + 1 / np.log2(3))  # hit at rank 1, ideal: two hits
+    assert row["m_ndcg"] == pytest.approx((ndcg1 + ndcg2) / 2)
+    assert row["m_recall"] == pytest.approx((1.0 + 0.5) / 2)
