@@ -36,9 +36,8 @@ from own_labels import cross_fit_own_labels, ranking_row, run_ranking  # noqa: E
 from features.labels import cross_sell_labels  # noqa: E402
 from training import cross_sell as CS  # noqa: E402
 from training.metrics import truth_to_dict  # noqa: E402
+from training.np_features import label_candidates  # noqa: E402
 from training.protocol import K  # noqa: E402
-
-DAY = pd.Timedelta(days=1)
 
 
 class _Fixed:
@@ -76,20 +75,12 @@ def headroom(tables, cutoff, config=None, folds: int = 3) -> dict:
     labels = cross_sell_labels(tables, cutoff, days=cfg.window_days)
     truth = truth_to_dict(labels)
     ids = np.asarray(sorted(truth), dtype="int64")
-    model = CS.fit_family(tables, cutoff, cfg)
-    past = tables.before(cutoff)
-    train = pd.concat(
-        [
-            model._training_frame(past, cutoff - k * model.window_days * DAY, None)
-            for k in range(1, model.train_cutoffs + 1)
-        ],
-        ignore_index=True,
-    )
+    model = CS.make_model(cfg)
+    train = model.training_frame(tables, cutoff)
+    model.fit(tables, cutoff, train=train)
     known = ids[model.signals_.history.rows(ids) >= 0]
     cand = model.score_candidates(known)
-    key = pd.MultiIndex.from_frame(labels[["customer_id", "product_id"]])
-    cand["label"] = pd.MultiIndex.from_frame(cand[["customer_id", "product_id"]]).isin(key)
-    cand["label"] = cand["label"].astype(int)
+    cand["label"] = label_candidates(cand, labels)
     cand["group"] = "own-" + cand["customer_id"].astype(str)
     feats = model.feature_names_
     params = model.model_.get_params()

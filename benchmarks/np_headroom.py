@@ -63,9 +63,10 @@ def headroom(tables, cutoff, config=None, folds: int = 3) -> dict:
     labels = window_labels(tables, cutoff, cfg.window_days)
     truth = truth_to_dict(labels)
     ids = sorted(truth)
-    ranker = NP.NextPurchaseRanker(cfg).fit(tables, cutoff, customer_ids=ids)
-    train = ranker._training_frame(tables, cutoff, None)
-    cand, tifu = NP.NextPurchaseRanker._candidates(cfg, tables, cutoff, np.asarray(ids))
+    ranker = NP.NextPurchaseRanker(cfg)
+    train = ranker.training_frame(tables, cutoff)
+    ranker.fit(tables, cutoff, customer_ids=ids, train=train)
+    cand, _ = NP.NextPurchaseRanker._candidates(cfg, tables, cutoff, np.asarray(ids))
     cand["label"] = label_candidates(cand, labels)
     feats = ranker.feature_names_
     popular = ranker.popular_
@@ -96,9 +97,7 @@ def headroom(tables, cutoff, config=None, folds: int = 3) -> dict:
         "lgbm_own_labels": ranked(cand, own, ids, popular),
         "perfect_order": ranked(cand, cand["label"].to_numpy() + 0.0, ids, popular),
     }
-    row = ranking_row(cutoff, scored, truth, K)
-    del tifu
-    return row
+    return ranking_row(cutoff, scored, truth, K)
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,8 +97,6 @@ def ranking_row(cutoff, scored: dict[str, pd.DataFrame], truth: dict, k: int) ->
 
 def run_ranking(headroom: Callable, family: str, title: str, doc: str, argv=None) -> int:
     """The ``main`` of a ranking headroom script: ``headroom(tables, cutoff)`` per cutoff."""
-    import sys
-
     from features.sources import load_source
     from training.protocol import CUTOFFS
 

@@ -351,18 +351,19 @@ class LightGBMReRanker(Ranker):
             return {name: 50 for name in self._signal_params()}
         return self.candidates
 
-    def fit(
-        self, tables: Tables, cutoff, progress: Callable[[str], None] | None = None
-    ) -> LightGBMReRanker:
-        """Train on cutoffs T - 28 d, T - 56 d, ... (labels end at or before T), then fit the signals at T."""
-        import lightgbm as lgb
-
+    def _check_settings(self) -> None:
         if self.objective not in ("lambdarank", "binary"):
             raise ValueError(f"objective must be 'lambdarank' or 'binary', got {self.objective!r}")
         if self.train_cutoffs < 1:
             raise ValueError(f"train_cutoffs must be >= 1, got {self.train_cutoffs!r}")
         if self.window_days < 1:
             raise ValueError(f"window_days must be >= 1, got {self.window_days!r}")
+
+    def training_frame(
+        self, tables: Tables, cutoff, progress: Callable[[str], None] | None = None
+    ) -> pd.DataFrame:
+        """Labelled candidates of the training cutoffs T - 28 d, T - 56 d, ... (what :meth:`fit` learns from)."""
+        self._check_settings()
         cutoff = pd.Timestamp(cutoff)
         past = tables.before(cutoff)  # nothing at or after T can reach the training labels
         first = past.transactions["timestamp"].min()
@@ -375,14 +376,32 @@ class LightGBMReRanker(Ranker):
                     tk.date(),
                 )
                 continue
-            frames.append(self._training_frame(past, tk, progress))
+            frames.append(self._cutoff_frame(past, tk, progress))
         frames = [f for f in frames if len(f)]
         if not frames:
             raise ValueError(
                 f"cross-sell re-ranker: no training data before {cutoff.date()} "
                 f"(needs purchases before {(cutoff - 2 * self.window_days * DAY).date()} and labels after)"
             )
-        train = pd.concat(frames, ignore_index=True)
+        return pd.concat(frames, ignore_index=True)
+
+    def fit(
+        self,
+        tables: Tables,
+        cutoff,
+        progress: Callable[[str], None] | None = None,
+        train: pd.DataFrame | None = None,
+    ) -> LightGBMReRanker:
+        """Train on cutoffs T - 28 d, T - 56 d, ... (labels end at or before T), then fit the signals at T.
+
+        ``train`` is :meth:`training_frame` of the same ``cutoff`` if already built.
+        """
+        import lightgbm as lgb
+
+        self._check_settings()
+        cutoff = pd.Timestamp(cutoff)
+        if train is None:
+            train = self.training_frame(tables, cutoff, progress)
         drop = tuple(self.drop_features)
         self.feature_names_ = [
             c for c in feature_columns(train.drop(columns=["group"])) if not c.startswith(drop)
@@ -445,7 +464,7 @@ class LightGBMReRanker(Ranker):
         self.cutoff_ = cutoff
         return self
 
-    def _training_frame(self, past: Tables, tk: pd.Timestamp, progress) -> pd.DataFrame:
+    def _cutoff_frame(self, past: Tables, tk: pd.Timestamp, progress) -> pd.DataFrame:
         from features.labels import cross_sell_labels
 
         if progress:

@@ -231,8 +231,12 @@ class NextPurchaseRanker(Ranker):
         return cand, tifu
 
     # ------------------------------------------------------------------ training
-    def _training_frame(self, tables: Tables, cutoff: pd.Timestamp, progress) -> pd.DataFrame:
+    def training_frame(
+        self, tables: Tables, cutoff, progress: Callable[[str], None] | None = None
+    ) -> pd.DataFrame:
+        """Labelled candidates of the training cutoffs ``cutoff - offset`` (what :meth:`fit` learns from)."""
         cfg = self._cfg()
+        cutoff = pd.Timestamp(cutoff)
         first = tables.transactions["timestamp"].min()
         frames = []
         for off in sorted(cfg.train_offsets_days):
@@ -274,16 +278,19 @@ class NextPurchaseRanker(Ranker):
         cutoff,
         customer_ids: Iterable[int] | None = None,
         progress: Callable[[str], None] | None = None,
+        train: pd.DataFrame | None = None,
     ) -> NextPurchaseRanker:
         """Train on the earlier cutoffs, then :meth:`prepare` the lists as of ``cutoff``.
 
-        ``customer_ids`` limits the prepared lists (default: everyone with history).
+        ``customer_ids`` limits the prepared lists (default: everyone with history);
+        ``train`` is :meth:`training_frame` of the same ``cutoff`` if already built.
         """
         import lightgbm as lgb
 
         cfg = self._cfg()
         cutoff = pd.Timestamp(cutoff)
-        train = self._training_frame(tables, cutoff, progress)
+        if train is None:
+            train = self.training_frame(tables, cutoff, progress)
         features = feature_list(cfg.signals)
         groups = train.groupby(["train_cutoff", "customer_id"], sort=False).size().to_numpy()
         params = {

@@ -466,3 +466,18 @@ def test_category_level_recovers_planted_department_preferences(shop):
     ids = model.signals_.history.customers
     pop = category_lists(model.signals_.signals["popularity"].recommend(ids, 3), ct)
     assert planted_weight(out) > 1.2 * planted_weight(pop)
+
+
+def test_fit_on_a_prebuilt_training_frame_is_the_same_model(shop, fitted):
+    tables, _ = shop
+    model = cs.make_model(cs.default_config(**FAST))
+    train = model.training_frame(tables, CUTOFF)
+    assert train["label"].sum() > 0 and (train.groupby("group")["label"].max() == 1).all()
+    assert len(train) == fitted.train_rows_
+    model.fit(tables, CUTOFF, train=train)
+    ids = list(fitted.signals_.history.customers[:50])
+    pd.testing.assert_frame_equal(model.recommend(ids, 5), fitted.recommend(ids, 5))
+    from training.cs_rerank import LightGBMReRanker
+
+    with pytest.raises(ValueError, match="train_cutoffs"):
+        LightGBMReRanker(train_cutoffs=0).training_frame(tables, CUTOFF)

@@ -349,3 +349,15 @@ def test_fitted_ranker_round_trips_through_mlflow(synth, fitted, tmp_path, monke
     # the loaded model re-scores as of a later date without refitting
     later = predict_family(loaded, tables, cutoff + pd.Timedelta(days=7), k=3)
     assert list(later.columns) == OUTPUT_COLUMNS and loaded.cutoff_ == cutoff + pd.Timedelta(days=7)
+
+
+def test_fit_on_a_prebuilt_training_frame_is_the_same_model(synth, fitted):
+    tables, _ = synth
+    model, cutoff = fitted
+    ranker = NextPurchaseRanker(model.config)
+    train = ranker.training_frame(tables, cutoff)
+    assert len(train) == model.n_train_rows_
+    assert sorted(train["train_cutoff"].unique()) == model.train_cutoffs_
+    ranker.fit(tables, cutoff, train=train)
+    ids = sorted(model.recs_["customer_id"].unique())[:50]
+    pd.testing.assert_frame_equal(ranker.recommend(ids, 10), model.recommend(ids, 10))
