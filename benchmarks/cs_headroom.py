@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/cs_headroom.py                 # Complete Journey, ~15 minutes
+    python benchmarks/cs_headroom.py                 # Complete Journey, ~10 minutes
     python benchmarks/cs_headroom.py --cutoffs 2017-09-01 --json out.json
 
 The re-ranker for cutoff ``T`` learns from the 28-day windows after ``T - 28`` and
