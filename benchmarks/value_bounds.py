@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/value_bounds.py            # Complete Journey, ~10 s
-    python benchmarks/value_bounds.py --model    # + the LightGBM references, ~2 minutes
+    python benchmarks/value_bounds.py --model    # + the LightGBM references, ~1 minute
     python benchmarks/value_bounds.py --json out.json
 
 The value goal (issue #3) asks for an MAE 15% below the last-90-days baseline. This prints,
