@@ -34,6 +34,7 @@ from training.cs_rankers import (
     LookAlikeRanker,
     PopularityRanker,
 )
+from training.np_features import label_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -473,10 +474,7 @@ class LightGBMReRanker(Ranker):
         labels = cross_sell_labels(past, tk, days=self.window_days)
         pos_customers = np.sort(labels["customer_id"].unique())
         cand = candidate_frame(sig, pos_customers, self._candidates(), self.rank_depth)
-        key = pd.MultiIndex.from_frame(labels[["customer_id", "product_id"]])
-        cand["label"] = (
-            pd.MultiIndex.from_frame(cand[["customer_id", "product_id"]]).isin(key).astype(int)
-        )
+        cand["label"] = label_candidates(cand, labels)
         has_pos = cand.groupby("customer_id")["label"].transform("max") > 0
         cand = cand[has_pos].reset_index(drop=True)
         cand["group"] = tk.strftime("%Y%m%d") + "-" + cand["customer_id"].astype(str)
