@@ -14,6 +14,8 @@ bought cannot be learnt from the data, and dropping them keeps the score matrice
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,6 +169,58 @@ def build_history(tables: Tables, cutoff, min_buyers: int = 2) -> CrossSellHisto
     return CrossSellHistory(cutoff, customers, items, counts, sales, products)
 
 
+def compute_threads() -> int:
+    """Threads for cross-sell work whose result does not depend on the thread count.
+
+    That is implicit's item kNN and ALS (each item's / customer's row is computed on its
+    own), row blocks of sparse products and chunks of candidate scores. ``OMP_NUM_THREADS``
+    when set (the forked ``train all`` workers set 1: they already run side by side),
+    else every core this process may use.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_map(fn: Callable, items: Sequence, threads: int | None = None) -> list:
+    """``[fn(x) for x in items]``, in order, on :func:`compute_threads` threads (numpy and
+    scipy release the GIL in their heavy loops)."""
+    threads = compute_threads() if threads is None else threads
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def sparse_dense_matmul(
+    a: sp.csr_matrix, b: np.ndarray, threads: int | None = None, block_rows: int = 2048
+) -> np.ndarray:
+    """``a @ b`` (CSR times dense) in row blocks on :func:`compute_threads` threads.
+
+    Each output row is the same sum in the same order as in one ``a @ b``, so the result
+    is identical whatever the thread count.
+    """
+    threads = compute_threads() if threads is None else threads
+    a = sp.csr_matrix(a)
+    if threads <= 1 or a.shape[0] < 2 * threads:
+        return np.asarray(a @ b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a.dtype, b.dtype))
+    # many small blocks written in place: no stacking copy, and the threads stay busy
+    edges = np.unique(np.r_[np.arange(0, a.shape[0], max(block_rows, 1)), a.shape[0]])
+
+    def block(i: int) -> None:
+        out[edges[i] : edges[i + 1]] = a[edges[i] : edges[i + 1]] @ b
+
+    thread_map(block, range(len(edges) - 1), threads)
+    return out
+
+
 def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and values of the ``n`` largest finite entries of each row, best first.
 
@@ -180,11 +234,23 @@ def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n_eff <= 0 or scores.shape[0] == 0:
         return idx, val
     if n_eff < m:
-        part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        part = np.argpartition(scores, m - n_eff, axis=1)[:, m - n_eff :]
     else:
-        kth = scores.min(axis=1)
-    for i in range(scores.shape[0]):
+        part = np.broadcast_to(np.arange(m), scores.shape)
+    part_val = np.take_along_axis(scores, part, axis=1)
+    kth = part_val.min(axis=1)
+    # The partition holds every entry above its smallest value; it is the answer unless
+    # some entry equal to that value was left out (a tie the lower column index must win)
+    # or the row has too few finite entries.
+    exact = np.isfinite(kth) & (
+        (scores == kth[:, None]).sum(axis=1) == (part_val == kth[:, None]).sum(axis=1)
+    )
+    if exact.any():
+        p, v = part[exact], part_val[exact]
+        order = np.lexsort((p, -v), axis=1)
+        idx[exact, :n_eff] = np.take_along_axis(p, order, axis=1)
+        val[exact, :n_eff] = np.take_along_axis(v, order, axis=1)
+    for i in np.flatnonzero(~exact):
         row = scores[i]
         above = np.flatnonzero(row > kth[i])
         tie = np.flatnonzero(row == kth[i])[: n_eff - len(above)]

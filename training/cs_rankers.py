@@ -36,7 +36,14 @@ import scipy.sparse as sp
 
 from features.contract import Tables
 from training.base import RECS_COLUMNS, Ranker, as_id_list, empty_recs
-from training.cs_data import CrossSellHistory, build_history, category_shares, top_n_rows
+from training.cs_data import (
+    CrossSellHistory,
+    build_history,
+    category_shares,
+    compute_threads,
+    sparse_dense_matmul,
+    top_n_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +192,7 @@ def _item_cosine(matrix: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     """Items x items cosine over the rows of ``matrix``, ``neighbours`` largest per item, no diagonal."""
     from implicit.nearest_neighbours import CosineRecommender
 
-    model = CosineRecommender(K=neighbours + 1, num_threads=1)
+    model = CosineRecommender(K=neighbours + 1, num_threads=compute_threads())
     with warnings.catch_warnings():
         # the input is CSR; implicit's all-pairs step warns about a COO matrix it builds itself
         warnings.filterwarnings("ignore", "Method expects CSR input", category=Warning)
@@ -294,7 +301,7 @@ class ALSRanker(CrossSellRanker):
                 alpha=1.0,
                 iterations=self.iterations,
                 random_state=self.random_state,
-                num_threads=1,
+                num_threads=compute_threads(),  # same factors whatever the count
                 calculate_training_loss=False,
             )
             model.fit(conf.tocsr(), show_progress=False)
@@ -334,14 +341,23 @@ class EASERanker(CrossSellRanker):
         gram = (x @ x.T).toarray()
         gram[np.diag_indices_from(gram)] += self.lam
         m = np.linalg.inv(gram)
-        mx = np.asarray((x.T @ m).T)  # M X (M is symmetric), customers x items
+        xt = x.T.tocsr()
+        mx = sparse_dense_matmul(xt, m).T  # M X (M is symmetric), customers x items
         diag_p = (1.0 - np.asarray(x.multiply(mx).sum(axis=0)).ravel()) / self.lam
         self.x_ = x
+        self._xt = xt
         self.mx_ = mx.astype(np.float32)
         self.inv_diag_ = (1.0 / diag_p).astype(np.float32)
 
     def score_rows(self, rows) -> np.ndarray:
         return self.x_[rows].toarray() - self.mx_[rows] * self.inv_diag_[None, :]
+
+    def _items_by_customers(self) -> sp.csr_matrix:
+        """``X'`` as CSR, built on first use (models pickled before it existed lack it)."""
+        xt = getattr(self, "_xt", None)
+        if xt is None:
+            xt = self._xt = self.x_.T.tocsr()
+        return xt
 
     def explain(self, row: int, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each recommended column: the history item contributing most and its share.
@@ -349,12 +365,13 @@ class EASERanker(CrossSellRanker):
         The score of an unbought product ``j`` is ``sum_k x_k B_kj`` over the history items
         ``k``, with ``B_kj = -P_kj / P_jj = (X'MX)_kj / (lam P_jj)``.
         """
-        hist = self.x_[row].indices
+        x_row = self.x_[row]
+        hist = x_row.indices
         if len(hist) == 0 or len(cols) == 0:
             return np.full(len(cols), -1), np.zeros(len(cols))
-        xh = self.x_[:, hist]
-        b = np.asarray(xh.T @ self.mx_[:, cols]) * (self.inv_diag_[cols] / self.lam)[None, :]
-        contrib = self.x_[row, hist].toarray().ravel()[:, None] * b
+        xh = self._items_by_customers()[hist]  # rows of X' (slicing columns of X is slow)
+        b = np.asarray(xh @ self.mx_[:, cols]) * (self.inv_diag_[cols] / self.lam)[None, :]
+        contrib = x_row.data[:, None] * b
         best = contrib.argmax(axis=0)
         return hist[best], contrib[best, np.arange(len(cols))]
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from features.contract import Tables
 from training.base import RECS_COLUMNS, Ranker, as_id_list, empty_recs
-from training.cs_data import DAY, CrossSellHistory, build_history, top_n_rows
+from training.cs_data import DAY, CrossSellHistory, build_history, thread_map, top_n_rows
 from training.cs_rankers import (
     CHUNK,
     ALSRanker,
@@ -216,6 +216,47 @@ def _affinity_tables(h: CrossSellHistory, cp: pd.DataFrame) -> dict[str, pd.Data
     return out
 
 
+def _chunk_frame(
+    sig: SignalSet,
+    names: list[str],
+    ids: np.ndarray,
+    r: np.ndarray,
+    candidates: dict[str, int],
+    depth: int,
+) -> pd.DataFrame:
+    """:func:`candidate_frame`'s signal columns for one chunk of customers (ids, history rows)."""
+    h = sig.history
+    scores, ranks = {}, {}
+    pick = np.zeros((len(r), h.n_items), dtype=bool)
+    for name in names:
+        sc = sig.signals[name].masked_scores(r)
+        idx, _ = top_n_rows(sc, depth)
+        rk = np.full(sc.shape, depth + 1, dtype=np.int32)
+        rr = np.repeat(np.arange(len(r)), depth)
+        ok = idx.ravel() >= 0
+        rk[rr[ok], idx.ravel()[ok]] = np.tile(np.arange(1, depth + 1), len(r))[ok]
+        top = candidates.get(name, 0)
+        if top > 0:
+            sel = idx[:, :top]
+            rs = np.repeat(np.arange(len(r)), top)
+            m = sel.ravel() >= 0
+            pick[rs[m], sel.ravel()[m]] = True
+        finite = np.isfinite(sc)
+        row_max = np.where(finite, sc, -np.inf).max(axis=1, keepdims=True)
+        scores[name] = (sc, row_max)
+        ranks[name] = rk
+    cr, cc = np.nonzero(pick)
+    f = {"customer_id": ids[cr], "product_id": h.items[cc]}
+    for name in names:
+        sc, row_max = scores[name]
+        v = sc[cr, cc]
+        f[f"s_{name}"] = v
+        mx = row_max[cr, 0]
+        f[f"n_{name}"] = np.where(mx > 0, v / np.where(mx > 0, mx, 1.0), 0.0)
+        f[f"r_{name}"] = ranks[name][cr, cc]
+    return pd.DataFrame(f)
+
+
 def candidate_frame(
     sig: SignalSet,
     customer_ids: Iterable[int],
@@ -233,39 +274,14 @@ def candidate_frame(
     ids, rows = ids[rows >= 0], rows[rows >= 0]
     names = list(sig.signals)
     depth = max([rank_depth] + [candidates.get(n, 0) for n in names])
-    frames = []
     chunk = max(CHUNK // 2, 1)  # several signals' score and rank matrices are alive at once
-    for s0 in range(0, len(rows), chunk):
-        r = rows[s0 : s0 + chunk]
-        scores, ranks = {}, {}
-        pick = np.zeros((len(r), h.n_items), dtype=bool)
-        for name in names:
-            sc = sig.signals[name].masked_scores(r)
-            idx, _ = top_n_rows(sc, depth)
-            rk = np.full(sc.shape, depth + 1, dtype=np.int32)
-            rr = np.repeat(np.arange(len(r)), depth)
-            ok = idx.ravel() >= 0
-            rk[rr[ok], idx.ravel()[ok]] = np.tile(np.arange(1, depth + 1), len(r))[ok]
-            top = candidates.get(name, 0)
-            if top > 0:
-                sel = idx[:, :top]
-                rs = np.repeat(np.arange(len(r)), top)
-                m = sel.ravel() >= 0
-                pick[rs[m], sel.ravel()[m]] = True
-            finite = np.isfinite(sc)
-            row_max = np.where(finite, sc, -np.inf).max(axis=1, keepdims=True)
-            scores[name] = (sc, row_max)
-            ranks[name] = rk
-        cr, cc = np.nonzero(pick)
-        f = {"customer_id": ids[s0 : s0 + chunk][cr], "product_id": h.items[cc]}
-        for name in names:
-            sc, row_max = scores[name]
-            v = sc[cr, cc]
-            f[f"s_{name}"] = v
-            mx = row_max[cr, 0]
-            f[f"n_{name}"] = np.where(mx > 0, v / np.where(mx > 0, mx, 1.0), 0.0)
-            f[f"r_{name}"] = ranks[name][cr, cc]
-        frames.append(pd.DataFrame(f))
+    starts = range(0, len(rows), chunk)
+    frames = thread_map(
+        lambda s0: _chunk_frame(
+            sig, names, ids[s0 : s0 + chunk], rows[s0 : s0 + chunk], candidates, depth
+        ),
+        starts,
+    )
     if not frames:
         return pd.DataFrame(columns=["customer_id", "product_id"])
     cand = pd.concat(frames, ignore_index=True)

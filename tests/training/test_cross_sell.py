@@ -130,6 +130,11 @@ def test_ease_dual_form_equals_the_item_item_closed_form():
         contrib[x[row] == 0] = -np.inf
         np.testing.assert_array_equal(partner, contrib.argmax(axis=0))
         np.testing.assert_allclose(share, contrib.max(axis=0), atol=1e-5)
+        # a model pickled before X' was kept builds it on first use, same answer
+        del ease._xt
+        again = ease.explain(row, cols)
+        np.testing.assert_array_equal(again[0], partner)
+        np.testing.assert_array_equal(again[1], share)
 
 
 def test_ease_completes_planted_bundles_and_checks_lambda():
