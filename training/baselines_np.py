@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from features.contract import Tables
 from training.base import RECS_COLUMNS, Ranker, as_id_list, empty_recs
+from training.cs_data import compute_threads, thread_map
 from training.metrics import ranking_report, truth_to_dict
 from training.np_history import (
     customer_product_counts,
@@ -256,21 +257,40 @@ class TifuKnn(Ranker):
         found = self.customers_[pos] == ids
         return np.where(found, pos, -1)
 
-    def _blocks(self, rows: np.ndarray):
-        """Yield ``(start, own, neigh)`` dense blocks (chunk x products) for known customer rows."""
+    def _block(self, r: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """``(own, neigh, total)`` of customer rows ``r``: the own vectors (sparse, sorted
+        indices), the neighbours' mean (dense) and ``alpha * own + (1 - alpha) * neigh``.
+
+        The total adds the sparse own part into the scaled dense neighbour part: each entry
+        is the same sum of the same two products as in the dense formula, so it is
+        identical, without two more dense temporaries.
+        """
+        own = self.vectors_[r]
+        own.sort_indices()
         k = self.neighbours_.shape[1]
-        for start in range(0, len(rows), SCORE_CHUNK):
-            r = rows[start : start + SCORE_CHUNK]
-            own = self.vectors_[r].toarray()
-            if k == 0 or self.alpha == 1:
-                yield start, own, np.zeros_like(own)
-                continue
+        if k == 0 or self.alpha == 1:
+            neigh = np.zeros(own.shape)
+        else:
             nb = self.neighbours_[r]
             w = sp.csr_matrix(
                 (np.full(nb.size, 1.0 / k), nb.ravel(), np.arange(0, nb.size + 1, k)),
                 shape=(len(r), self.vectors_.shape[0]),
             )
-            yield start, own, (w @ self.vectors_).toarray()
+            neigh = (w @ self.vectors_).toarray()
+        total = neigh * (1 - self.alpha)
+        rr = np.repeat(np.arange(own.shape[0]), np.diff(own.indptr))
+        total[rr, own.indices] += self.alpha * own.data
+        return own, neigh, total
+
+    def _blocks(self, rows: np.ndarray, fn):
+        """``fn(start, own, neigh, total)`` of each :data:`SCORE_CHUNK` block of customer
+        ``rows``, in order, on :func:`training.cs_data.compute_threads` threads."""
+        starts = list(range(0, len(rows), SCORE_CHUNK))
+        return thread_map(
+            lambda start: fn(start, *self._block(rows[start : start + SCORE_CHUNK])),
+            starts,
+            min(compute_threads(), 2),  # each block holds a few dense chunk x products arrays
+        )
 
     def recommend(self, customer_ids: Iterable[int] | int, n: int = 10) -> pd.DataFrame:
         n = _check_n(n)
@@ -280,18 +300,20 @@ class TifuKnn(Ranker):
         rows = self._rows(ids)
         known = np.asarray(ids, dtype="int64")[rows >= 0]
         krows = rows[rows >= 0]
-        parts = []
-        for start, own, neigh in self._blocks(krows):
-            idx, val = top_n_per_row(self.alpha * own + (1 - self.alpha) * neigh, n)
+
+        def block(start, own, neigh, total) -> pd.DataFrame:
+            idx, val = top_n_per_row(total, n)
             part = pd.DataFrame(
                 {
-                    "customer_id": np.repeat(known[start : start + len(own)], idx.shape[1]),
+                    "customer_id": np.repeat(known[start : start + len(total)], idx.shape[1]),
                     "product_id": self.products_[idx.ravel()],
                     "rank": np.tile(np.arange(1, idx.shape[1] + 1), idx.shape[0]),
                     "score": val.ravel(),
                 }
             )
-            parts.append(part[part["score"] > 0])
+            return part[part["score"] > 0]
+
+        parts = self._blocks(krows, block)
         recs = pd.concat(parts, ignore_index=True) if parts else empty_recs()
         return pad_with_popular(recs, ids, self.popular_, n)
 
@@ -322,10 +344,9 @@ class TifuKnn(Ranker):
         pcol = np.clip(pcol, 0, len(self.products_) - 1)
         pok = self.products_[pcol] == pairs["product_id"].to_numpy()
         crow = np.searchsorted(known, pairs["customer_id"].to_numpy())
-        out = []
-        for start, own, neigh in self._blocks(krows):
-            total = self.alpha * own + (1 - self.alpha) * neigh
-            in_block = (crow >= start) & (crow < start + len(own)) & pok
+
+        def block(start, own, neigh, total) -> pd.DataFrame:
+            in_block = (crow >= start) & (crow < start + len(total)) & pok
             bi, bc = crow[in_block] - start, pcol[in_block]
             cols = [bc]
             brow = [bi]
@@ -345,18 +366,18 @@ class TifuKnn(Ranker):
             )
             df = df.sort_values(["_r", "_c", "tifu_rank"]).drop_duplicates(["_r", "_c"])
             r_, c_ = df["_r"].to_numpy(), df["_c"].to_numpy()
-            out.append(
-                pd.DataFrame(
-                    {
-                        "customer_id": known[start + r_],
-                        "product_id": self.products_[c_],
-                        "tifu_score": total[r_, c_],
-                        "tifu_own": own[r_, c_],
-                        "tifu_neigh": neigh[r_, c_],
-                        "tifu_rank": df["tifu_rank"].to_numpy(),
-                    }
-                )
+            return pd.DataFrame(
+                {
+                    "customer_id": known[start + r_],
+                    "product_id": self.products_[c_],
+                    "tifu_score": total[r_, c_],
+                    "tifu_own": _entries(own, r_, c_),
+                    "tifu_neigh": neigh[r_, c_],
+                    "tifu_rank": df["tifu_rank"].to_numpy(),
+                }
             )
+
+        out = self._blocks(krows, block)
         res = (
             pd.concat(out, ignore_index=True)
             if out
@@ -366,6 +387,13 @@ class TifuKnn(Ranker):
         for c in ("tifu_score", "tifu_own", "tifu_neigh"):
             res[c] = res[c].fillna(0.0).astype(float)
         return res.sort_values(["customer_id", "product_id"]).reset_index(drop=True)
+
+
+def _entries(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``m[rows, cols]`` as a flat float array (0 where the entry is not stored)."""
+    if len(rows) == 0:
+        return np.zeros(0)
+    return np.asarray(m[rows, cols], dtype=float).ravel()
 
 
 def customer_vectors(

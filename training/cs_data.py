@@ -170,12 +170,12 @@ def build_history(tables: Tables, cutoff, min_buyers: int = 2) -> CrossSellHisto
 
 
 def compute_threads() -> int:
-    """Threads for cross-sell work whose result does not depend on the thread count.
+    """Threads for array work whose result does not depend on the thread count.
 
     That is implicit's item kNN and ALS (each item's / customer's row is computed on its
-    own), row blocks of sparse products and chunks of candidate scores. ``OMP_NUM_THREADS``
-    when set (the forked ``train all`` workers set 1: they already run side by side),
-    else every core this process may use.
+    own), row blocks of sparse products, chunks of candidate scores and TIFU-KNN blocks.
+    ``OMP_NUM_THREADS`` when set (the forked ``train all`` workers set 1: they already run
+    side by side), else every core this process may use.
     """
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
@@ -226,6 +226,13 @@ def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
     Ties are broken by the lower column index, so the result is deterministic. Rows with
     fewer than ``n`` finite entries are padded with index -1 and value -inf.
+
+    Wide rows take a sampled threshold first: the ``n``-th largest value of every
+    ``step``-th column is a lower bound of the row's ``n``-th largest, so only the entries
+    at or above it are selected from (a few times ``n`` instead of the whole row). Rows whose
+    sample has too few finite values, that hold NaN, or that have too many entries at the
+    bound go the exact way.
+    The answer is the same either way.
     """
     m = scores.shape[1]
     n_eff = min(n, m)
@@ -233,6 +240,53 @@ def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     val = np.full((scores.shape[0], n), -np.inf)
     if n_eff <= 0 or scores.shape[0] == 0:
         return idx, val
+    step = int(np.sqrt(m / n_eff))
+    rest = np.arange(scores.shape[0])
+    if step >= 4:
+        rest = _top_n_sampled(scores, n_eff, step, idx, val)
+    if len(rest):
+        idx[rest], val[rest] = _top_n_exact(scores[rest], n, n_eff)
+    return idx, val
+
+
+def _top_n_sampled(
+    scores: np.ndarray, n_eff: int, step: int, idx: np.ndarray, val: np.ndarray
+) -> np.ndarray:
+    """Fill ``idx``/``val`` for the rows a sampled bound settles; return the other rows."""
+    sample = scores[:, ::step]
+    if sample.shape[1] < n_eff:
+        return np.arange(scores.shape[0])
+    bound = np.partition(sample, sample.shape[1] - n_eff, axis=1)[:, sample.shape[1] - n_eff]
+    # at least n_eff sampled entries are >= bound, so the true top n are all >= it
+    # rows with NaN (a NaN row sum: NaN, or both infinities) go the exact way
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(bound) & ~np.isnan(scores.sum(axis=1))
+    mask = scores >= np.where(ok, bound, np.inf)[:, None]
+    counts = mask.sum(axis=1)
+    ok &= counts <= max(64 * n_eff, 4096)  # heavy ties at the bound: the exact way is cheaper
+    mask[~ok] = False
+    rows = np.flatnonzero(ok)
+    if len(rows):
+        # the entries at or above the bound, packed to the left in column order, so the
+        # exact selection of the small packed matrix breaks ties by the lower column too
+        r, c = np.nonzero(mask)  # only the rows in ``rows``, by row then column
+        slot = (np.cumsum(ok) - 1)[r]  # the row's place in ``rows``
+        pos = np.arange(len(r)) - np.r_[0, np.cumsum(counts[rows])[:-1]][slot]
+        packed = np.full((len(rows), counts[rows].max()), -np.inf)
+        packed_col = np.zeros(packed.shape, dtype=np.int64)
+        packed[slot, pos] = scores[r, c]
+        packed_col[slot, pos] = c
+        p_idx, p_val = _top_n_exact(packed, n_eff, n_eff)
+        idx[rows, :n_eff] = np.take_along_axis(packed_col, p_idx, axis=1)
+        val[rows, :n_eff] = p_val
+    return np.flatnonzero(~ok)
+
+
+def _top_n_exact(scores: np.ndarray, n: int, n_eff: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n_rows` by a full partition of every row."""
+    m = scores.shape[1]
+    idx = np.full((scores.shape[0], n), -1, dtype=np.int64)
+    val = np.full((scores.shape[0], n), -np.inf)
     if n_eff < m:
         part = np.argpartition(scores, m - n_eff, axis=1)[:, m - n_eff :]
     else:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import Tables, is_return
+from training.cs_data import top_n_rows
 
 logger = logging.getLogger(__name__)
 
@@ -101,29 +102,9 @@ def window_labels(tables: Tables, cutoff, days: int = 14) -> pd.DataFrame:
 
 
 def top_n_per_row(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of the ``n`` largest entries of each row, best first.
+    """Column indices and values of the ``min(n, width)`` largest entries of each row, best first.
 
-    Ties are broken by the lower column index, so the result is deterministic.
+    Ties are broken by the lower column index, so the result is deterministic
+    (:func:`training.cs_data.top_n_rows` without padding).
     """
-    n = min(n, scores.shape[1])
-    if n <= 0:
-        return np.empty((scores.shape[0], 0), dtype=np.int64), np.empty((scores.shape[0], 0))
-    if n < scores.shape[1]:
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        vals = np.take_along_axis(scores, part, axis=1)
-        kth = vals.min(axis=1, keepdims=True)
-        # a row whose n-th value also occurs outside the partition is resolved by index
-        ambiguous = np.flatnonzero((scores >= kth).sum(axis=1) > n)
-        for i in ambiguous:
-            row = scores[i]
-            above = np.flatnonzero(row > kth[i, 0])
-            tie = np.flatnonzero(row == kth[i, 0])[: n - len(above)]
-            part[i] = np.concatenate([above, tie])
-        vals = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)
-        idx = np.take_along_axis(part, order, axis=1)
-    else:
-        idx = np.lexsort(
-            (np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1
-        )
-    return idx, np.take_along_axis(scores, idx, axis=1)
+    return top_n_rows(scores, max(min(n, scores.shape[1]), 0))

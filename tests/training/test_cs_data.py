@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from training.cs_data import compute_threads, sparse_dense_matmul, thread_map, top_n_rows
+from training.np_history import top_n_per_row
 
 
 def _naive_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +47,32 @@ def test_top_n_rows_equals_a_full_stable_sort(n):
     want = _naive_top_n(s, n)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("n", [1, 5, 30, 100])
+def test_top_n_rows_of_wide_rows_equals_a_full_stable_sort(n):
+    """Wide rows take the sampled bound; it must give the exact answer, ties included."""
+    rng = np.random.default_rng(100 + n)
+    s = np.round(rng.exponential(size=(40, 6000)), 1)  # coarse: ties at every cut
+    s[rng.random(s.shape) < 0.6] = 0.0
+    s[rng.random(s.shape) < 0.2] = -np.inf
+    s[3] = 1.0  # one value everywhere: the lower columns win
+    s[5, n // 2 :] = -np.inf  # fewer finite entries than n: padded
+    s[6] = -np.inf
+    s[7, ::2] = 0.0  # most of the row at the bound
+    s[8, 5999] = 99.0  # the best entry off the sample's columns
+    got = top_n_rows(s, n)
+    want = _naive_top_n(s, n)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_top_n_per_row_is_top_n_rows_without_padding():
+    s = np.array([[0.0, 2.0, 1.0], [3.0, 3.0, 0.0]])
+    idx, val = top_n_per_row(s, 5)
+    assert idx.tolist() == [[1, 2, 0], [0, 1, 2]]
+    assert val.tolist() == [[2.0, 1.0, 0.0], [3.0, 3.0, 0.0]]
+    assert top_n_per_row(s, 0)[0].shape == (2, 0)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
