@@ -17,7 +17,6 @@ bearer-token auth.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -28,7 +27,7 @@ from pydantic import TypeAdapter
 from starlette.responses import JSONResponse, Response
 
 from features.config import get_settings
-from serving.bento_config import service_config
+from serving.bento_config import freeze_startup_heap, service_config
 from serving.config import load_config
 from serving.engine import OfferEngine, OfferList
 from serving.eventlog import EventLog, now_iso, offers_json
@@ -149,10 +148,8 @@ class Tailor:
             )
         for why in self.engine.missing():
             logger.warning("not ready: %s", why)
-        # The store is a large, read-only heap: keep the cyclic GC from walking it again and again
-        # (a full collection over it is a latency spike of tens of milliseconds).
-        gc.collect()
-        gc.freeze()
+        # the store is a large, read-only heap: keep the cyclic GC from walking it again and again
+        freeze_startup_heap()
 
     # ------------------------------------------------------------------ readiness (used by the middleware)
 

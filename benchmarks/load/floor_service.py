@@ -1,7 +1,8 @@
 """The framework floor: a trivial BentoML service returning a constant list of 10 offers.
 
 Same BentoML settings as the offer service (:func:`serving.bento_config.service_config`,
-so ``TAILOR_BENTO_CONFIG`` applies to both) and the same request/response models, so the
+so ``TAILOR_BENTO_CONFIG`` applies to both), the same frozen startup heap
+(:func:`serving.bento_config.freeze_startup_heap`) and the same request/response models, so the
 difference between the two is the offer service's own work.
 Serve with ``bentoml serve floor_service:Floor --working-dir benchmarks/load``.
 """
@@ -12,7 +13,7 @@ import datetime as dt
 
 import bentoml
 
-from serving.bento_config import service_config
+from serving.bento_config import freeze_startup_heap, service_config
 from serving.schemas import OfferOut, OffersRequest, OffersResponse
 
 OFFERS = [
@@ -37,6 +38,9 @@ DAY = dt.date(2018, 1, 2)
 
 @bentoml.service(**service_config())
 class Floor:
+    def __init__(self) -> None:
+        freeze_startup_heap()  # as the offer service does at the end of its setup
+
     @bentoml.api(route="/offers")
     async def offers(self, request: OffersRequest, /) -> OffersResponse:
         return OffersResponse(
