@@ -253,9 +253,8 @@ def _top_n_sampled(
     scores: np.ndarray, n_eff: int, step: int, idx: np.ndarray, val: np.ndarray
 ) -> np.ndarray:
     """Fill ``idx``/``val`` for the rows a sampled bound settles; return the other rows."""
+    # step = floor(sqrt(m / n_eff)) gives ceil(m / step) >= sqrt(m * n_eff) >= n_eff columns
     sample = scores[:, ::step]
-    if sample.shape[1] < n_eff:
-        return np.arange(scores.shape[0])
     bound = np.partition(sample, sample.shape[1] - n_eff, axis=1)[:, sample.shape[1] - n_eff]
     # at least n_eff sampled entries are >= bound, so the true top n are all >= it
     # rows with NaN (a NaN row sum: NaN, or both infinities) go the exact way
