@@ -191,7 +191,16 @@ def _fit_log_params(objective, x0: np.ndarray, names: tuple[str, ...]) -> tuple[
             f"Optimisation failed: non-finite likelihood at {dict(zip(names, np.exp(best.x), strict=True))}"
         )
     if not polish.success:
-        logger.warning("Nelder-Mead polish did not converge: %s", polish.message)
+        # typically a flat ridge (e.g. BG/NBD's a and b growing together when dropout is
+        # nearly deterministic): say how much the polish gained so the user can judge
+        logger.warning(
+            "%s: the Nelder-Mead polish stopped before converging (%s); keeping the best "
+            "point found (mean log-likelihood %.3g above L-BFGS-B's): %s",
+            "/".join(names),
+            polish.message.rstrip("."),
+            first.fun - best.fun,
+            ", ".join(f"{n}={v:.4g}" for n, v in zip(names, np.exp(best.x), strict=True)),
+        )
     return np.exp(best.x), best
 
 

@@ -23,36 +23,21 @@ import pandas as pd
 
 from features.contract import Tables
 from features.customer import customer_features
-from features.customer_product import customer_product_features, product_features
+from features.customer_product import (
+    CP_COLUMNS,
+    PRODUCT_COLUMNS,
+    customer_product_features,
+    product_features,
+)
 from training.baselines_np import TifuKnn
 from training.np_history import sales_before
 from training.np_signals import SIGNAL_FEATURES, signal_features
 
 logger = logging.getLogger(__name__)
 
-CP_FEATURES = [
-    "cp_count",
-    "cp_basket_share",
-    "cp_days_since",
-    "cp_baskets_since",
-    "cp_interval_mean",
-    "cp_interval_std",
-    "cp_overdue",
-    "cp_count_30d",
-    "cp_count_90d",
-    "cp_trend",
-    "cp_price_mean",
-    "cp_discount_share",
-    "cp_first_days",
-]
-PRODUCT_FEATURES = [
-    "prod_buyers",
-    "prod_baskets",
-    "prod_popularity_30d",
-    "prod_repurchase_rate",
-    "prod_cycle_median",
-    "prod_price_mean",
-]
+# every shared customer × product feature, and the numeric product features, in their order
+CP_FEATURES = list(CP_COLUMNS[2:])
+PRODUCT_FEATURES = [c for c in PRODUCT_COLUMNS if c not in ("department", "category")]
 CUSTOMER_FEATURES = [
     "recency_days",
     "frequency",

@@ -227,6 +227,29 @@ def test_weights_equal_repeated_rows():
     assert full.log_likelihood_ == pytest.approx(weighted.log_likelihood_, rel=1e-8)
 
 
+def test_an_unconverged_polish_keeps_the_best_point_and_says_so(monkeypatch, caplog):
+    """Cut the Nelder-Mead budget to a few evaluations: the fit still returns the best
+    point found (never worse than L-BFGS-B's) and the warning names the parameters."""
+    import training.clv as clv
+
+    real = clv.minimize
+
+    def short_polish(fun, x0, method=None, **kw):
+        if method == "Nelder-Mead":
+            kw["options"] = {**kw.get("options", {}), "maxfev": 5}
+        return real(fun, x0, method=method, **kw)
+
+    monkeypatch.setattr(clv, "minimize", short_polish)
+    rng = np.random.default_rng(3)
+    s = sample_bgnbd(np.full(300, 30.0), 0.6, 5.0, 0.9, 2.0, rng)
+    with caplog.at_level("WARNING", logger="training.clv"):
+        m = BetaGeoFitter().fit(s["frequency"], s["recency"], s["T"])
+    assert np.isfinite(m.log_likelihood_) and len(m.params_) == 4 and (m.params_ > 0).all()
+    (msg,) = [r.getMessage() for r in caplog.records if "Nelder-Mead" in r.getMessage()]
+    assert msg.startswith("r/alpha/a/b: the Nelder-Mead polish stopped before converging")
+    assert "a=" in msg and "keeping the best point found" in msg
+
+
 def test_probability_alive_and_expectations_behave():
     bgf = BetaGeoFitter()
     bgf.params_ = pd.Series(PUBLISHED_BGNBD)
