@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.contract import Tables
-from training.protocol import CUTOFFS, VALIDATION_CUTOFFS
+from training.protocol import CUTOFFS, VALIDATION_CUTOFFS, WINDOWS_DAYS
 
 logger = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -66,12 +66,45 @@ def parse_families(family: str) -> list[str]:
 
 
 def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
+    """A date option as a naive timestamp (a time zone is converted to UTC and dropped)."""
     if value is None:
         return None
     try:
-        return pd.Timestamp(value)
+        ts = pd.Timestamp(value)
     except ValueError as exc:
         raise typer.BadParameter(f"not a date: {value!r}", param_hint=what) from exc
+    if pd.isna(ts):  # pd.Timestamp("") is NaT rather than an error
+        raise typer.BadParameter(f"not a date: {value!r}", param_hint=what)
+    return ts.tz_convert(None) if ts.tzinfo is not None else ts
+
+
+class CannotTrain(Exception):
+    """The data cannot support a requested fit or evaluation (too short, cutoff outside it)."""
+
+
+def check_as_of(tables: Tables, cutoff: pd.Timestamp, what: str = "--as-of") -> None:
+    """Refuse a cutoff after the day after the last transaction or too close to the start."""
+    tx = tables.transactions["timestamp"]
+    first, end = tx.min(), default_as_of(tables)
+    if cutoff > end:
+        raise typer.BadParameter(
+            f"{cutoff.date()} is after the data ends (last transaction {tx.max().date()}); "
+            f"use {end.date()} or earlier",
+            param_hint=what,
+        )
+    if cutoff <= first + pd.Timedelta(days=28):
+        raise typer.BadParameter(
+            f"{cutoff.date()} leaves too little history (data starts {first.date()})",
+            param_hint=what,
+        )
+
+
+def check_output(out: Path | None, what: str = "--out") -> None:
+    """Fail before any work when an output file's type is not supported."""
+    if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter(
+            f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint=what
+        )
 
 
 def default_as_of(tables: Tables) -> pd.Timestamp:
@@ -79,11 +112,15 @@ def default_as_of(tables: Tables) -> pd.Timestamp:
     return tables.transactions["timestamp"].max().normalize() + pd.Timedelta(days=1)
 
 
-def _load(source: str, path: Path | None = None) -> Tables:
+def _load(source: str, path: Path | None = None, mapping: Path | None = None) -> Tables:
+    from features.contract import ContractError
     from features.cli import load_for_command
 
     with console.status(f"loading {source} ..."):
-        return load_for_command(source, path)
+        try:
+            return load_for_command(source, path, mapping)
+        except (ContractError, FileNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--source / --path") from exc
 
 
 def primary_model(mod: ModuleType, evaluation: pd.DataFrame) -> str:
@@ -103,28 +140,50 @@ def validation_value(mod: ModuleType, evaluation: pd.DataFrame) -> float:
     return float(rows["value"].mean())
 
 
+def validation_cutoff(family: str, as_of: pd.Timestamp) -> pd.Timestamp:
+    """The family's validation cutoff, moved back (if need be) so that its label window
+    ends by ``as_of``: a model trained as of a date never validates on later data."""
+    window = pd.Timedelta(days=WINDOWS_DAYS[family])
+    cutoff = VALIDATION_CUTOFFS[family]
+    if cutoff + window > as_of:
+        cutoff = (as_of - window).normalize()
+    return cutoff
+
+
 def fit_stage(family: str, tables: Tables, as_of: pd.Timestamp) -> dict:
     """The compute of one family's training: validate, fit as of ``as_of``, predict.
 
+    Only data before ``as_of`` is read, the validation included (:func:`validation_cutoff`).
     No MLflow here, so stages of several families can run in parallel processes and be
-    logged one after the other by :func:`log_stage`.
+    logged one after the other by :func:`log_stage`. Raises :class:`CannotTrain` when the
+    data is too short for the validation or the fit.
     """
     mod = family_module(family)
     config = mod.default_config()
     # a family may validate on a lighter configuration (cross-sell: products only)
     val_config = getattr(mod, "validation_config", lambda c: c)(config)
+    val_cutoff = validation_cutoff(family, as_of)
     t0 = time.perf_counter()
-    evaluation = mod.evaluate_family(
-        tables, cutoffs=[VALIDATION_CUTOFFS[family]], config=val_config
-    )
+    try:
+        evaluation = mod.evaluate_family(
+            tables.before(as_of), cutoffs=[val_cutoff], config=val_config
+        )
+    except ValueError as exc:
+        raise CannotTrain(
+            f"{family}: cannot validate at {val_cutoff.date()} on data before {as_of.date()}: {exc}"
+        ) from exc
     val = validation_value(mod, evaluation)
     t_val = time.perf_counter() - t0
-    model = mod.fit_family(tables, as_of, config=config)
+    try:
+        model = mod.fit_family(tables, as_of, config=config)
+    except ValueError as exc:
+        raise CannotTrain(f"{family}: cannot fit as of {as_of.date()}: {exc}") from exc
     predictions = mod.predict_family(model, tables, as_of)
     return {
         "family": family,
         "config": config,
         "evaluation": evaluation,
+        "validation_cutoff": val_cutoff,
         "validation_value": val,
         "model": model,
         "predictions": predictions,
@@ -144,6 +203,10 @@ def log_stage(
     mod = family_module(family)
     figures = mod.figures(model) if hasattr(mod, "figures") else {}
     features = list(getattr(model, "feature_names_", []) or [])
+    val_cutoff = stage["validation_cutoff"]
+    split = tracking.validation_split(
+        tables, val_cutoff, val_cutoff + pd.Timedelta(days=WINDOWS_DAYS[family])
+    )
     run_id, version = tracking.log_family_run(
         family,
         model,
@@ -153,6 +216,7 @@ def log_stage(
         evaluation=stage["evaluation"],
         validation_metric=mod.VALIDATION_METRIC,
         validation_value=stage["validation_value"],
+        validation_split=split,
         feature_names=features,
         fingerprint=tracking.data_fingerprint(tables),
         figures=figures,
@@ -168,6 +232,7 @@ def log_stage(
         "family": family,
         "version": version,
         "validation_metric": mod.VALIDATION_METRIC,
+        "validation_cutoff": val_cutoff,
         "validation_value": stage["validation_value"],
         "promoted": promoted,
         "decision": why,
