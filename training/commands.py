@@ -9,6 +9,7 @@ only orchestrates them, so no family is special-cased.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -113,8 +114,8 @@ def default_as_of(tables: Tables) -> pd.Timestamp:
 
 
 def _load(source: str, path: Path | None = None, mapping: Path | None = None) -> Tables:
-    from features.contract import ContractError
     from features.cli import load_for_command
+    from features.contract import ContractError
 
     with console.status(f"loading {source} ..."):
         try:
@@ -327,8 +328,12 @@ def train(
 ) -> None:
     """Train model families, log them to MLflow, register them and promote the better ones."""
     families = parse_families(family)
+    cutoff = parse_date(as_of)
     tables = _load(source, path)
-    cutoff = parse_date(as_of) or default_as_of(tables)
+    if cutoff is None:
+        cutoff = default_as_of(tables)
+    else:
+        check_as_of(tables, cutoff)
 
     def report(res: dict) -> None:
         console.print(
@@ -340,18 +345,24 @@ def train(
     with console.status(
         f"training {', '.join(families)} as of {cutoff.date()} ({jobs} process(es)) ..."
     ):
-        results = train_families(families, tables, cutoff, force=force, jobs=jobs, on_done=report)
+        try:
+            results = train_families(
+                families, tables, cutoff, force=force, jobs=jobs, on_done=report
+            )
+        except CannotTrain as exc:
+            _fail(exc)
     console.print(
         f"trained {len(results)} famil{'y' if len(results) == 1 else 'ies'} in {time.perf_counter() - t0:.0f} s"
     )
     table = Table(title=f"training as of {cutoff.date()}")
-    for col in ("family", "version", "metric", "value", "decision", "seconds"):
+    for col in ("family", "version", "metric", "validated at", "value", "decision", "seconds"):
         table.add_column(col)
     for r in results:
         table.add_row(
             r["family"],
             str(r["version"]),
             r["validation_metric"],
+            str(r["validation_cutoff"].date()),
             f"{r['validation_value']:.4f}",
             r["decision"],
             f"{r['seconds']:.0f}",
@@ -419,7 +430,12 @@ def evaluate(
 ) -> None:
     """Each model vs each baseline, per metric and cutoff, plus the mean (DESIGN.md protocol)."""
     families = parse_families(family)
+    check_output(out)
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise typer.BadParameter(f"{plots} is a file, not a folder", param_hint="--plots")
     tables = _load(source, path)
+    for fam in families:
+        check_protocol_covered(tables, fam)
     frames = []
     for fam in families:
         mod = family_module(fam)
@@ -427,7 +443,10 @@ def evaluate(
         with console.status(
             f"evaluating {fam} at {', '.join(str(c.date()) for c in CUTOFFS[fam])} ..."
         ):
-            ev = mod.evaluate_family(tables, cutoffs=CUTOFFS[fam], config=mod.default_config())
+            try:
+                ev = mod.evaluate_family(tables, cutoffs=CUTOFFS[fam], config=mod.default_config())
+            except ValueError as exc:
+                _fail(CannotTrain(f"{fam}: cannot evaluate on this data: {exc}"))
         console.print(f"{fam}: evaluated in {time.perf_counter() - t0:.0f} s")
         frames.append(ev)
         print_evaluation(evaluation_table(ev), f"{fam}: model vs baselines")
@@ -457,18 +476,36 @@ def evaluate(
                 tracking.log_evaluation(ev)
 
 
+def check_protocol_covered(tables: Tables, family: str) -> None:
+    """The DESIGN.md cutoffs of ``family`` and their label windows must lie inside the data."""
+    tx = tables.transactions["timestamp"]
+    first, end = tx.min(), default_as_of(tables)
+    window = pd.Timedelta(days=WINDOWS_DAYS[family])
+    outside = [c for c in CUTOFFS[family] if c + window > end or c <= first + pd.Timedelta(days=28)]
+    if outside:
+        raise typer.BadParameter(
+            f"{family}: the protocol's cutoffs {', '.join(str(c.date()) for c in outside)} "
+            f"with their {window.days}-day windows are not inside this data "
+            f"({first.date()} to {tx.max().date()}); `tailor evaluate` follows DESIGN.md's "
+            "Complete Journey protocol, use `tailor predict --as-of` on other data",
+            param_hint="--source",
+        )
+
+
+def _fail(exc: Exception) -> None:
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
 def write_frame(df: pd.DataFrame, out: Path) -> None:
+    check_output(out)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix == ".parquet":
+    if out.suffix.lower() == ".parquet":
         df.to_parquet(out, index=False)
-    elif suffix == ".csv":
-        df.to_csv(out, index=False)
     else:
-        raise typer.BadParameter(
-            f"unsupported output {out.name!r}: use .parquet or .csv", param_hint="--out"
-        )
+        df.to_csv(out, index=False)
 
 
 PREDICT_COLUMNS = {
@@ -508,18 +545,14 @@ def predict(
         )
     if level == "category" and fam != "cross_sell":
         raise typer.BadParameter("--level category is for cross-sell only", param_hint="--level")
-    if Path(out).suffix.lower() not in (".parquet", ".csv"):
-        raise typer.BadParameter(
-            f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint="--out"
-        )
+    check_output(out)
     cutoff = parse_date(as_of)
     mod = family_module(fam)
     tables = _load(source, path)
-    first = tables.transactions["timestamp"].min()
-    if cutoff <= first + pd.Timedelta(days=28):
-        raise typer.BadParameter(
-            f"--as-of {cutoff.date()} leaves too little history (data starts {first.date()})"
-        )
+    check_as_of(tables, cutoff)
+    config = mod.default_config()
+    if fam == "next_purchase" and k > config.list_size:  # the prepared lists are this long
+        config = dataclasses.replace(config, list_size=k)
     t0 = time.perf_counter()
     columns = PREDICT_COLUMNS[fam]
     if level == "category":
@@ -533,7 +566,10 @@ def predict(
     else:
         item_tables = tables
     with console.status(f"fitting {fam} on data before {cutoff.date()} ..."):
-        model = mod.fit_family(item_tables, cutoff, config=mod.default_config())
+        try:
+            model = mod.fit_family(item_tables, cutoff, config=config)
+        except ValueError as exc:
+            _fail(CannotTrain(f"{fam}: cannot fit as of {cutoff.date()}: {exc}"))
         kwargs = {"k": k} if fam in ("next_purchase", "cross_sell") else {}
         pred = mod.predict_family(model, item_tables, cutoff, **kwargs)
     if level == "category":
@@ -571,13 +607,21 @@ def models_promote(
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Move `champion` to VERSION if it beats the current champion (or --force)."""
+    from mlflow.exceptions import MlflowException
+
     from training import tracking
 
     fam = TASK_ALIASES.get(family, family)
     mod = family_module(fam)
-    ok, why = tracking.promote_if_better(
-        fam, version, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force
-    )
+    number = version[1:] if version[:1] in ("v", "V") else version
+    if not number.isdigit():
+        raise typer.BadParameter(f"not a version number: {version!r}", param_hint="VERSION")
+    try:
+        ok, why = tracking.promote_if_better(
+            fam, number, getattr(mod, "VALIDATION_GREATER_IS_BETTER", True), force=force
+        )
+    except MlflowException as exc:
+        _fail(RuntimeError(f"{tracking.model_name(fam)} v{number}: {exc.message}"))
     console.print(why)
     if not ok:
         raise typer.Exit(code=1)
@@ -586,34 +630,47 @@ def models_promote(
 @models_app.command("rollback")
 def models_rollback(family: str = typer.Argument(...)) -> None:
     """Move `champion` back to the previous champion."""
+    from mlflow.exceptions import MlflowException
+
     from training import tracking
 
     fam = TASK_ALIASES.get(family, family)
+    family_module(fam)
     try:
         v = tracking.rollback(fam)
     except tracking.NoChampionError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(code=2) from exc
+        _fail(exc)
+    except MlflowException as exc:
+        _fail(RuntimeError(f"{tracking.model_name(fam)}: {exc.message}"))
     console.print(f"{tracking.model_name(fam)}: champion is v{v} again")
 
 
 def run(
     port: int = typer.Option(3000, "--port"),
     source: str = typer.Option("completejourney", "--source", "-s"),
+    path: Path | None = typer.Option(None, "--path", help="files source directory"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="files source: column mapping (TOML)"
+    ),
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="start the offer service at the end"
     ),
 ) -> None:
-    """The main job: load the source, build features, train + register every family, serve offers."""
+    """The main job: load the source, build features, train + register every family, serve offers.
+
+    The source is loaded fresh and saved (as `tailor data load` does) unless a saved copy
+    exists and no --path is given; then the saved copy is used.
+    """
     from features.build import build_all, write_features
     from features.cli import source_dir
     from features.config import get_settings
     from features.contract import save_tables
-    from features.sources import load_source
 
     t0 = time.perf_counter()
-    with console.status(f"loading {source} ..."):
-        tables = load_source(source)
+    saved = source_dir(source) / "transactions.parquet"
+    fresh = path is not None or not saved.exists()
+    tables = _load(source, path, mapping)
+    if fresh:
         save_tables(tables, source_dir(source), {"source": source})
     console.print(
         f"[green]1/4[/] loaded {source}: {len(tables.transactions):,} line items, "
@@ -633,7 +690,12 @@ def run(
         )
 
     with console.status(f"training {', '.join(FAMILY_MODULES)} ..."):
-        train_families(list(FAMILY_MODULES), tables, as_of, jobs=_default_jobs(), on_done=report)
+        try:
+            train_families(
+                list(FAMILY_MODULES), tables, as_of, jobs=_default_jobs(), on_done=report
+            )
+        except CannotTrain as exc:
+            _fail(exc)
     console.print(f"main job done in {time.perf_counter() - t0:.0f} s")
     if serve:
         from serving import cli as serving_cli

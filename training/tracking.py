@@ -92,6 +92,25 @@ def data_fingerprint(tables) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def validation_split(tables, cutoff, end) -> str:
+    """``<cutoff>/<hash>``: the validation cutoff and a hash of the transactions before
+    ``end`` (the end of its label window), all that a validation reads. Two versions'
+    validation values are comparable only when these agree: data added later (a weekly
+    refresh) keeps the split, another source or an edited past does not."""
+    tx = tables.transactions
+    tx = tx[tx["timestamp"] < pd.Timestamp(end)]
+    parts = {
+        "rows": len(tx),
+        "first": str(tx["timestamp"].min()),
+        "last": str(tx["timestamp"].max()),
+        "sales": round(float(tx["sales_value"].sum()), 2),
+        "id_sum": int(tx["customer_id"].sum() % 1_000_000_007),
+        "product_sum": int(tx["product_id"].sum() % 1_000_000_007),
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{pd.Timestamp(cutoff).date()}/{digest}"
+
+
 def _flat_params(config) -> dict[str, str]:
     raw = asdict(config) if is_dataclass(config) else dict(config or {})
     out = {}
@@ -137,6 +156,7 @@ def log_family_run(
     validation_value: float,
     feature_names: list[str] | None,
     fingerprint: str,
+    validation_split: str | None = None,
     figures: dict | None = None,
     run_name: str | None = None,
     register: bool = True,
@@ -155,6 +175,8 @@ def log_family_run(
             _flat_params(config) | {"cutoff": str(pd.Timestamp(cutoff).date()), "family": family}
         )
         mlflow.set_tags({"data_fingerprint": fingerprint, "validation_metric": validation_metric})
+        if validation_split is not None:
+            mlflow.set_tag("validation_split", validation_split)
         mlflow.log_metric(f"val_{validation_metric.replace('@', '_at_')}", float(validation_value))
         if evaluation is not None and len(evaluation):
             log_evaluation(evaluation)
@@ -189,6 +211,10 @@ def log_family_run(
                 model_name(family), version, "validation_value", repr(float(validation_value))
             )
             c.set_model_version_tag(model_name(family), version, "data_fingerprint", fingerprint)
+            if validation_split is not None:
+                c.set_model_version_tag(
+                    model_name(family), version, "validation_split", validation_split
+                )
             c.set_model_version_tag(
                 model_name(family), version, "cutoff", str(pd.Timestamp(cutoff).date())
             )
@@ -238,9 +264,17 @@ def log_evaluation(evaluation: pd.DataFrame) -> None:
 
 
 def _version_value(c: MlflowClient, name: str, version: str) -> float | None:
+    """The version's validation value; None when it has none or it is not a number (NaN)."""
     mv = c.get_model_version(name, version)
     raw = mv.tags.get("validation_value")
-    return float(raw) if raw is not None else None
+    if raw is None:
+        return None
+    value = float(raw)
+    return value if np.isfinite(value) else None
+
+
+def _version_tag(c: MlflowClient, name: str, version: str, tag: str) -> str | None:
+    return c.get_model_version(name, version).tags.get(tag)
 
 
 def current_champion(family: str) -> str | None:
@@ -262,35 +296,54 @@ def promote_if_better(
 ) -> tuple[bool, str]:
     """Move ``champion`` to ``version`` if it beats the current champion's validation value.
 
-    Returns ``(promoted, reason)``.
+    Without ``force``:
+
+    * a version without a valid (finite) validation value is never promoted;
+    * it is compared with the champion only when both were validated on the same split
+      (tag ``validation_split``: cutoff and data, see :func:`validation_split`); when the
+      splits differ the values are not comparable and the champion is kept (the reason
+      says so; ``force`` promotes);
+    * a champion without a valid value can be replaced by any valid version.
+
+    Returns ``(promoted, reason)``. Raises :class:`mlflow.exceptions.MlflowException` for
+    an unknown version.
     """
     c = client()
     name = model_name(family)
+    version = str(version)
     new = _version_value(c, name, version)
     cur = current_champion(family)
-    if cur == str(version):
+    if cur == version:
         return False, f"version {version} is already the champion"
-    if cur is not None and not force:
+    why = "first champion" if cur is None else f"beats v{cur}"
+    if force:
+        why = "forced" if cur is not None else why
+    elif new is None:
+        kept = f"champion v{cur} kept" if cur is not None else "no champion set"
+        return False, f"v{version} has no valid validation value; {kept}"
+    elif cur is not None:
         old = _version_value(c, name, cur)
-        if new is None:
-            return False, f"version {version} has no validation value; champion v{cur} kept"
-        if old is not None:
-            better = new > old if greater_is_better else new < old
-            if not better:
-                return (
-                    False,
-                    f"v{version} ({new:.4f}) does not beat champion v{cur} ({old:.4f}); champion kept",
-                )
+        split_new = _version_tag(c, name, version, "validation_split")
+        split_old = _version_tag(c, name, cur, "validation_split")
+        if old is None:
+            why = f"champion v{cur} has no valid validation value"
+        elif split_new and split_old and split_new != split_old:
+            return (
+                False,
+                f"v{version} cannot be compared with champion v{cur}: validated on "
+                f"{split_new}, the champion on {split_old} (another cutoff or other data); "
+                "champion kept (--force promotes it)",
+            )
+        elif not (new > old if greater_is_better else new < old):
+            return (
+                False,
+                f"v{version} ({new:.4f}) does not beat champion v{cur} ({old:.4f}); champion kept",
+            )
     hist = _history(c, name)
     if cur is not None:
         hist.append(cur)
     c.set_registered_model_tag(name, HISTORY_TAG, ",".join(hist))
-    c.set_registered_model_alias(name, ALIAS, str(version))
-    why = (
-        "forced"
-        if force and cur is not None
-        else ("first champion" if cur is None else f"beats v{cur}")
-    )
+    c.set_registered_model_alias(name, ALIAS, version)
     logger.info("%s: champion -> v%s (%s)", name, version, why)
     return True, f"champion -> v{version} ({why})"
 

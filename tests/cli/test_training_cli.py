@@ -163,6 +163,103 @@ def test_bad_arguments_are_clear(home, args, message):
     assert message in res.output
 
 
+SYN = ("--source", "synthetic")
+
+
+def _flat(output: str) -> str:
+    """The output on one line, without the frame of typer's error box."""
+    return " ".join(output.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("predict", "churn", "--as-of", "", "--out", "x.csv", *SYN), "not a date: ''"),
+        (
+            ("predict", "churn", "--as-of", "2019-06-01", "--out", "x.csv", *SYN),
+            "is after the data ends",
+        ),
+        (("predict", "churn", "--as-of", "2017-10-01", "--out", "x.csv", "-s", "nosuch"), "nosuch"),
+        (
+            ("predict", "churn", "--as-of", "2017-10-01", "--out", "x.csv", "-s", "files")
+            + ("--path", "/nonexistent/tailor"),
+            "/nonexistent/tailor",
+        ),
+        # churn needs a 60-day label window and 56 days of history before a training cutoff
+        (
+            ("predict", "churn", "--as-of", "2017-02-15", "--out", "x.csv", *SYN),
+            "churn: cannot fit as of 2017-02-15",
+        ),
+        (("train", "churn", "--as-of", "2017-02-15", *SYN), "churn: cannot validate at"),
+        (("train", "churn", "--as-of", "", *SYN), "not a date"),
+        (("evaluate", "churn", "--out", "ev.txt", *SYN), "use .parquet or .csv"),
+        (("models", "rollback", "weather"), "unknown model family"),
+        (("models", "rollback", "next-purchase"), "tailor-next-purchase"),
+        (("models", "promote", "next-purchase", "v7"), "tailor-next-purchase v7"),
+        (("models", "promote", "next-purchase", "seven"), "not a version number"),
+    ],
+)
+def test_bad_input_gives_a_message_not_a_traceback(home, tmp_path, args, message):
+    """Each case exits 2 with the message; no exception escapes (`catch_exceptions` off)."""
+    res = runner.invoke(app, list(args), catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    assert message in _flat(res.output), res.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_evaluate_checks_the_plots_folder_before_any_work(home, tmp_path):
+    afile = tmp_path / "plots"
+    afile.write_text("not a folder")
+    res = runner.invoke(app, ["evaluate", "churn", *SYN, "--plots", str(afile)])
+    assert res.exit_code == 2 and "is a file, not a folder" in _flat(res.output)
+
+
+def test_predict_next_purchase_longer_lists_than_the_default(home, tmp_path):
+    out = tmp_path / "np.csv"
+    res = invoke("predict", "next-purchase", "--as-of", "2017-10-01", "--out", str(out), *SYN)
+    assert res.exit_code == 0, res.output
+    res = invoke(
+        "predict", "next-purchase", "--as-of", "2017-10-01", "--k", "60", "--out", str(out), *SYN
+    )
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert df.groupby("customer_id")["rank"].max().max() > 50
+
+
+def test_parse_date_and_the_protocol_check():
+    import typer
+
+    from features.contract import Tables
+    from training.commands import check_protocol_covered, parse_date, validation_cutoff
+
+    assert parse_date("2017-10-01T00:00+05:00") == pd.Timestamp("2017-09-30 19:00")
+    assert parse_date(None) is None
+    with pytest.raises(typer.BadParameter, match="not a date"):
+        parse_date(" ")
+    # a model trained as of a date validates on data before it only
+    assert validation_cutoff("churn", pd.Timestamp("2018-01-01")) == pd.Timestamp("2017-08-01")
+    assert validation_cutoff("churn", pd.Timestamp("2017-06-01")) == pd.Timestamp("2017-04-02")
+    tx = pd.DataFrame(
+        {
+            "customer_id": [1, 1],
+            "basket_id": [1, 2],
+            "product_id": [1, 1],
+            "store_id": [1, 1],
+            "timestamp": pd.to_datetime(["2017-01-01", "2017-11-30"]),
+            "quantity": [1.0, 1.0],
+            "sales_value": [1.0, 1.0],
+            "retail_discount": [0.0, 0.0],
+            "coupon_discount": [0.0, 0.0],
+        }
+    )
+    tables = Tables(transactions=tx)
+    check_protocol_covered(tables, "value")  # the last window, 2017-09-01 + 90 days, fits
+    with pytest.raises(typer.BadParameter, match=r"cutoffs 2017-12-01 with their 14-day"):
+        check_protocol_covered(tables, "next_purchase")
+    with pytest.raises(typer.BadParameter, match=r"cutoffs 2017-11-01 with their 60-day"):
+        check_protocol_covered(tables, "churn")
+
+
 @pytest.mark.parametrize("task", ["next-purchase", "cross-sell", "churn", "value"])
 def test_predict_twice_gives_the_same_output(home, tmp_path, task):
     """Issue #3 part 6: same seed, same output (a fresh fit each time, byte for byte)."""

@@ -43,7 +43,7 @@ def _tables():
     return Tables(transactions=tx)
 
 
-def _log(tracking, value, items):
+def _log(tracking, value, items, split=None):
     preds = pd.DataFrame(
         {
             "customer_id": [1, 1, 2],
@@ -71,6 +71,7 @@ def _log(tracking, value, items):
         validation_value=value,
         feature_names=["a", "b"],
         fingerprint=tracking.data_fingerprint(_tables()),
+        validation_split=split,
     )
 
 
@@ -113,6 +114,44 @@ def test_lower_is_better_metric(store):
     _, v2 = _log(tracking, 90.0, [5, 6])
     ok, _ = tracking.promote_if_better("next_purchase", v2, greater_is_better=False)
     assert ok
+
+
+def test_promotion_compares_only_the_same_validation_split(store):
+    tracking = store
+    tables = _tables()
+    split = tracking.validation_split(tables, "2017-01-02", "2017-01-04")
+    # only what is before the end of the window counts: a later row keeps the split
+    assert split == tracking.validation_split(tables, "2017-01-02", "2017-01-05")
+    assert split.startswith("2017-01-02/")
+    other = tracking.validation_split(tables, "2017-01-02", "2017-01-06")
+    assert other != split
+    _, v1 = _log(tracking, 0.30, [5, 6], split=split)
+    assert tracking.promote_if_better("next_purchase", v1)[0]
+    _, v2 = _log(tracking, 0.40, [6, 5], split=other)
+    ok, why = tracking.promote_if_better("next_purchase", v2)
+    assert not ok and "cannot be compared" in why and other in why and split in why
+    assert tracking.current_champion("next_purchase") == v1
+    _, v3 = _log(tracking, 0.35, [7, 5], split=split)
+    ok, why = tracking.promote_if_better("next_purchase", v3)
+    assert ok and why.endswith(f"(beats v{v1})")
+    ok, why = tracking.promote_if_better("next_purchase", v2, force=True)
+    assert ok and "forced" in why
+
+
+def test_nan_validation_values(store):
+    tracking = store
+    _, v1 = _log(tracking, float("nan"), [5, 6])
+    ok, why = tracking.promote_if_better("next_purchase", v1)
+    assert not ok and "no valid validation value; no champion set" in why
+    assert tracking.current_champion("next_purchase") is None
+    assert tracking.promote_if_better("next_purchase", v1, force=True)[0]
+    # a champion without a valid value does not block a valid version
+    _, v2 = _log(tracking, 0.01, [6, 5])
+    ok, why = tracking.promote_if_better("next_purchase", v2)
+    assert ok and f"champion v{v1} has no valid validation value" in why
+    _, v3 = _log(tracking, float("nan"), [5, 6])
+    ok, why = tracking.promote_if_better("next_purchase", v3)
+    assert not ok and f"champion v{v2} kept" in why
 
 
 def test_unknown_family(store):
