@@ -4,7 +4,8 @@ Each model family module (``training.next_purchase``, ``training.cross_sell``,
 ``training.churn``, ``training.value``) exposes the same functions -- ``default_config``,
 ``evaluate_family``, ``fit_family``, ``predict_family`` -- and the constants
 ``VALIDATION_METRIC``, ``VALIDATION_GREATER_IS_BETTER`` and ``MODEL_NAME``; this module
-only orchestrates them, so no family is special-cased.
+only orchestrates them. The one family-aware part is `predict`'s options: ``--k`` for the
+two list tasks (next purchase's prepared list grows to ``--k``) and ``--level`` for cross-sell.
 """
 
 from __future__ import annotations

@@ -12,11 +12,17 @@ CUTOFFS: dict[str, list[pd.Timestamp]] = {
     "value": [pd.Timestamp(d) for d in ("2017-07-03", "2017-08-01", "2017-09-01")],
 }
 
-#: A cutoff before the reporting ones, for tuning hyper-parameters (never a reporting cutoff).
+#: A cutoff before the reporting ones, for tuning hyper-parameters and for the champion
+#: comparison of `tailor train` (never a reporting cutoff). For next purchase, cross-sell and
+#: churn its label window ends by the first reporting cutoff. Value's cannot: its model trains
+#: on a window ending 90 days before its cutoff with 56 days of history before that, so the
+#: first possible cutoff (late May 2017 on Complete Journey) has a window reaching into the
+#: reporting ones (2017-06-01 + 90 days overlaps those of 2017-07-03 and 2017-08-01).
+#: Churn's was 2017-08-01 (its window overlapped 2017-09-01's by 29 days) until 2026-12-02.
 VALIDATION_CUTOFFS: dict[str, pd.Timestamp] = {
     "next_purchase": pd.Timestamp("2017-09-01"),
     "cross_sell": pd.Timestamp("2017-09-01"),
-    "churn": pd.Timestamp("2017-08-01"),
+    "churn": pd.Timestamp("2017-07-03"),
     "value": pd.Timestamp("2017-06-01"),
 }
 

@@ -231,14 +231,21 @@ def test_parse_date_and_the_protocol_check():
 
     from features.contract import Tables
     from training.commands import check_protocol_covered, parse_date, validation_cutoff
+    from training.protocol import CUTOFFS, WINDOWS_DAYS
 
     assert parse_date("2017-10-01T00:00+05:00") == pd.Timestamp("2017-09-30 19:00")
     assert parse_date(None) is None
     with pytest.raises(typer.BadParameter, match="not a date"):
         parse_date(" ")
     # a model trained as of a date validates on data before it only
-    assert validation_cutoff("churn", pd.Timestamp("2018-01-01")) == pd.Timestamp("2017-08-01")
+    assert validation_cutoff("churn", pd.Timestamp("2018-01-01")) == pd.Timestamp("2017-07-03")
     assert validation_cutoff("churn", pd.Timestamp("2017-06-01")) == pd.Timestamp("2017-04-02")
+    for family, cutoffs in CUTOFFS.items():  # validation windows end by the first reporting one
+        if family != "value":  # cannot on one year of data (training.protocol)
+            end = validation_cutoff(family, pd.Timestamp("2018-01-01")) + pd.Timedelta(
+                days=WINDOWS_DAYS[family]
+            )
+            assert end <= min(cutoffs), family
     tx = pd.DataFrame(
         {
             "customer_id": [1, 1],
