@@ -54,6 +54,71 @@ def source_options(
     return {}
 
 
+def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
+    """A date option as a naive timestamp (a time zone is converted to UTC and dropped)."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a date: {value!r}", param_hint=what) from exc
+    if pd.isna(ts):  # pd.Timestamp("") is NaT rather than an error
+        raise typer.BadParameter(f"not a date: {value!r}", param_hint=what)
+    return ts.tz_convert(None) if ts.tzinfo is not None else ts
+
+
+def without_forgotten(tables: Tables) -> Tables:
+    """The tables without the customers erased by `tailor forget`: what `data load` and
+    `tailor run` save, so that reloading a source does not bring them back."""
+    from serving.privacy import forgotten_ids
+
+    ids = set(tables.transactions["customer_id"].unique())
+    if tables.customers is not None:
+        ids |= set(tables.customers["customer_id"])
+    gone = forgotten_ids(ids, get_settings().serving_dir)
+    if not gone:
+        return tables
+    out = tables.subset_customers(sorted(ids - gone))
+    out.notes = [*tables.notes, f"{len(gone):,} erased customer(s) left out (`tailor forget`)"]
+    return out
+
+
+def drop_forgotten(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Feature frames without the customers erased by `tailor forget` (suppression list)."""
+    from serving.privacy import forgotten_ids
+
+    ids: set[int] = set()
+    for df in frames.values():
+        if df.index.name == "customer_id":
+            ids |= set(df.index)
+        elif "customer_id" in df.columns:
+            ids |= set(df["customer_id"].unique())
+    gone = forgotten_ids(ids, get_settings().serving_dir)
+    if not gone:
+        return frames
+    out = {}
+    for name, df in frames.items():
+        if df.index.name == "customer_id":
+            kept = df[~df.index.isin(gone)]
+        elif "customer_id" in df.columns:
+            kept = df[~df["customer_id"].isin(gone)]
+        else:
+            kept = df
+        kept.attrs = dict(df.attrs)
+        out[name] = kept
+    logger.info("left out %d erased customer(s) from the features", len(gone))
+    return out
+
+
+def record_feature_files(directory: Path) -> None:
+    """List a feature folder's files where `tailor forget` looks for derived files."""
+    from serving.cli import _record_exports
+
+    _record_exports(
+        get_settings().serving_dir, sorted(p for p in Path(directory).glob("*.parquet"))
+    )
+
+
 def source_dir(source: str) -> Path:
     return get_settings().data_dir / "sources" / source
 
@@ -105,7 +170,7 @@ def data_load(
     t0 = time.perf_counter()
     with console.status(f"loading {source} ..."):
         try:
-            tables = load_source(source, **opts)
+            tables = without_forgotten(load_source(source, **opts))
             out = save_tables(
                 tables,
                 source_dir(source),
@@ -162,18 +227,27 @@ def features_build(
     path: Path | None = PathOpt,
     mapping: Path | None = MappingOpt,
     out: Path | None = typer.Option(
-        None, "--out", help="output directory (default: DATA_DIR/features/<source>/<date>)"
+        None,
+        "--out",
+        help="output directory (default: DATA_DIR/features/<source>/<date>); replaced as a "
+        "whole, so it must be new, empty or an earlier feature build",
     ),
 ) -> None:
     """Build every as-of feature table and write them as Parquet."""
     from rich.progress import Progress
 
-    from features.build import build_all, write_features
+    from features.build import MANIFEST, build_all, write_features
 
-    try:
-        cutoff = pd.Timestamp(as_of)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not a date: {as_of!r}", param_hint="--as-of") from exc
+    cutoff = parse_date(as_of)
+    if out is not None and out.exists():
+        if not out.is_dir():
+            raise typer.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
+        if any(out.iterdir()) and not (out / MANIFEST).exists():
+            raise typer.BadParameter(
+                f"{out} holds other files and no feature build ({MANIFEST}); the build replaces "
+                "the whole folder, so choose a new or empty one",
+                param_hint="--out",
+            )
     t0 = time.perf_counter()
     try:
         tables = load_for_command(source, path, mapping)
@@ -196,10 +270,11 @@ def features_build(
                 task, description=f"features: {step}", advance=0 if step == steps[0] else 1
             )
 
-        frames = build_all(tables, cutoff, progress=tick)
+        frames = drop_forgotten(build_all(tables, cutoff, progress=tick))
         progress.update(task, completed=len(steps))
     out = out or get_settings().data_dir / "features" / source / cutoff.strftime("%Y-%m-%d")
     write_features(frames, out)
+    record_feature_files(out)
     table = Table(title=f"features as of {cutoff.date()} -> {out}")
     table.add_column("frame")
     table.add_column("rows", justify="right")

@@ -199,6 +199,40 @@ def is_return(transactions: pd.DataFrame) -> pd.Series:
 # --------------------------------------------------------------------------- coercion
 
 
+_NUMERIC_DATE = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}\b"
+
+
+def _day_first(table: str, column: str, s: pd.Series) -> bool:
+    """Whether numeric dates like ``13/02/2017`` put the day first, decided for the whole
+    column: a first field above 12 means day first, a second above 12 month first. Both, or
+    only fields up to 12 where they differ (``01/02/2017``), cannot be read safely: pandas
+    would decide row by row and mix the two readings."""
+    parts = s.astype(str).str.extract(_NUMERIC_DATE).dropna()
+    if parts.empty:
+        return False
+    first, second = parts[0].astype(int), parts[1].astype(int)
+    day_first, month_first = (first > 12).any(), (second > 12).any()
+    if day_first and month_first:
+        rows = s.loc[parts.index[(first > 12) | (second > 12)]]
+        raise ContractError(
+            table,
+            column,
+            "numeric dates are day-first in some rows and month-first in others; write ISO "
+            "dates (2017-02-13) or give the format in a mapping",
+            rows.head(4).to_frame(),
+        )
+    if not day_first and not month_first and (first != second).any():
+        raise ContractError(
+            table,
+            column,
+            "numeric dates such as 01/02/2017 are ambiguous (day or month first?) and no row "
+            "settles it; write ISO dates (2017-02-01) or give the format in a mapping "
+            '(e.g. format = "%d/%m/%Y")',
+            s.loc[parts.index[first != second]].head(4).to_frame(),
+        )
+    return bool(day_first)
+
+
 def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
     """Convert a column to its canonical dtype or raise a ContractError naming bad rows."""
     if col.kind == DATETIME:
@@ -216,8 +250,11 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
                 s.head().to_frame(),
             )
         has_offset = s.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+        dayfirst = _day_first(table, col.name, s)
         # strings with offsets become naive UTC; plain strings are kept as written (shop time)
-        out = pd.to_datetime(s, errors="coerce", format="mixed", utc=bool(has_offset.any()))
+        out = pd.to_datetime(
+            s, errors="coerce", format="mixed", utc=bool(has_offset.any()), dayfirst=dayfirst
+        )
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_convert(None)
         bad = out.isna() & s.notna()

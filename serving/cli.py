@@ -312,13 +312,20 @@ def _scrub_file(path: Path, customer_id: int, pseudo: str) -> int:
 
 
 def derived_files(settings=None) -> list[Path]:
-    """Files derived from customer data that ``forget`` scrubs: exported lists and feature files."""
+    """Files holding customer rows that ``forget`` scrubs: exported lists, feature files
+    (wherever `tailor features build --out` wrote them) and the saved canonical copies of
+    the sources (`tailor data load`, `tailor run`)."""
     settings = settings or get_settings()
     files: set[Path] = set()
     manifest = settings.serving_dir / EXPORTS_FILE
     if manifest.exists():
         files |= {Path(p) for p in json.loads(manifest.read_text()).get("files", [])}
-    for folder in (settings.serving_dir / "lists", settings.data_dir / "features"):
+    folders = (
+        settings.serving_dir / "lists",
+        settings.data_dir / "features",
+        settings.data_dir / "sources",
+    )
+    for folder in folders:
         if folder.exists():
             files |= {p for p in folder.rglob("*") if p.suffix in (".parquet", ".csv")}
     return sorted(p for p in files if p.exists())

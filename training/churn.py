@@ -110,7 +110,7 @@ class ChurnConfig:
     top_reasons: int = 3
     lgbm: dict = field(
         default_factory=lambda: {
-            # chosen on the validation cutoff 2017-08-01 (07-03 since, training.protocol):
+            # chosen on the validation cutoff 2017-08-01 (training.protocol):
             # with the rhythm features, 600 trees and 30% of the columns per tree give
             # ROC-AUC 0.905 vs 0.903 with 1000 trees and 50% (0.899 without them)
             "n_estimators": 600,

@@ -13,16 +13,19 @@ CUTOFFS: dict[str, list[pd.Timestamp]] = {
 }
 
 #: A cutoff before the reporting ones, for tuning hyper-parameters and for the champion
-#: comparison of `tailor train` (never a reporting cutoff). For next purchase, cross-sell and
-#: churn its label window ends by the first reporting cutoff. Value's cannot: its model trains
-#: on a window ending 90 days before its cutoff with 56 days of history before that, so the
-#: first possible cutoff (late May 2017 on Complete Journey) has a window reaching into the
-#: reporting ones (2017-06-01 + 90 days overlaps those of 2017-07-03 and 2017-08-01).
-#: Churn's was 2017-08-01 (its window overlapped 2017-09-01's by 29 days) until 2026-12-02.
+#: comparison of `tailor train` (never a reporting cutoff). For next purchase and cross-sell
+#: its label window ends by the first reporting cutoff. Churn's (2017-08-01 + 60 days) overlaps
+#: the first reporting window by 29 days: 2017-07-03 would not, but its training cutoffs (May
+#: and before) hold no churner in the synthetic source, whose churn starts in May, so `tailor
+#: train` could not validate there. Value's cannot be disjoint on one year of data: its model
+#: trains on a window ending 90 days before its cutoff with 56 days of history before that, so
+#: the first possible cutoff (late May 2017 on Complete Journey) has a window reaching into the
+#: reporting ones (2017-06-01 + 90 days overlaps those of 2017-07-03 and 2017-08-01). The
+#: reporting models never see these labels; only the choice of hyper-parameters did.
 VALIDATION_CUTOFFS: dict[str, pd.Timestamp] = {
     "next_purchase": pd.Timestamp("2017-09-01"),
     "cross_sell": pd.Timestamp("2017-09-01"),
-    "churn": pd.Timestamp("2017-07-03"),
+    "churn": pd.Timestamp("2017-08-01"),
     "value": pd.Timestamp("2017-06-01"),
 }
 

@@ -112,3 +112,31 @@ def test_features_build_rejects_bad_date(home):
     res = runner.invoke(app, ["features", "build", "--as-of", "not-a-date"])
     assert res.exit_code == 2
     assert "not a date" in res.output
+
+
+def _build(home, out, as_of="2017-01-15"):
+    shop = home / "shop"
+    _write_shop(shop)
+    args = ["features", "build", "--as-of", as_of, "--source", "files", "--path", str(shop)]
+    return runner.invoke(app, [*args, "--out", str(out)])
+
+
+def test_features_build_never_deletes_a_folder_of_other_files(home):
+    out = home / "reports"
+    out.mkdir()
+    (out / "q3_notes.txt").write_text("important")
+    res = _build(home, out)
+    assert res.exit_code == 2
+    assert "holds other files" in " ".join(res.output.replace("│", " ").split())
+    assert (out / "q3_notes.txt").read_text() == "important"
+    # an earlier build in the same folder is replaced, and a time zone is read as UTC
+    ok = home / "feat"
+    assert _build(home, ok).exit_code == 0
+    res = _build(home, ok, as_of="2017-01-16T00:00+05:00")
+    assert res.exit_code == 0, res.output
+    assert json.loads((ok / "manifest.json").read_text())["cutoff"].startswith("2017-01-15 19:00")
+
+
+def test_features_build_rejects_a_blank_date(home):
+    res = runner.invoke(app, ["features", "build", "--as-of", ""])
+    assert res.exit_code == 2 and "not a date" in res.output

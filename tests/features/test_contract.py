@@ -453,3 +453,42 @@ def test_save_recovers_data_left_aside_by_an_interrupted_save(tmp_path):
     with pytest.raises(ContractError):
         save_tables(Tables(transactions=bad), target)
     assert load_tables(target).transactions["sales_value"].tolist() == [1.0]
+
+
+def _campaign_starts(values):
+    from features.contract import conform
+
+    n = len(values)
+    df = pd.DataFrame(
+        {
+            "campaign_id": list(range(1, n + 1)),
+            "campaign_type": ["A"] * n,
+            "start_date": values,
+            "end_date": ["2017-12-31"] * n,
+        }
+    )
+    return conform("campaigns", df)["start_date"].dt.strftime("%Y-%m-%d").tolist()
+
+
+def test_numeric_dates_are_read_one_way_for_the_whole_column():
+    # one day-first row (13/02) settles the column: 05/03 is 5 March, not 3 May
+    assert _campaign_starts(["01/02/2017", "13/02/2017", "05/03/2017", "25/03/2017"]) == [
+        "2017-02-01",
+        "2017-02-13",
+        "2017-03-05",
+        "2017-03-25",
+    ]
+    assert _campaign_starts(["02/13/2017", "01/02/2017"]) == ["2017-02-13", "2017-01-02"]
+    assert _campaign_starts(["01/01/2017", "2017-03-04"]) == ["2017-01-01", "2017-03-04"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["01/02/2017", "05/03/2017"], "ambiguous"),
+        (["13/02/2017", "02/13/2017"], "day-first in some rows and month-first in others"),
+    ],
+)
+def test_numeric_dates_that_cannot_be_read_safely(values, message):
+    with pytest.raises(ContractError, match=message):
+        _campaign_starts(values)

@@ -190,3 +190,40 @@ def test_prepare_store_from_registry_pins_champions(home, tiny_tables, monkeypat
         )
     )
     assert meta2["model_versions"] == {"churn": "2", "value": "1"}
+
+
+def _customer_ids(path) -> set[int]:
+    df = pd.read_parquet(path)
+    return set(df.index if df.index.name == "customer_id" else df["customer_id"])
+
+
+def test_forget_reaches_saved_sources_feature_folders_and_later_builds(home):
+    from tests.cli.test_data_cli import _write_shop
+    from training.cli import app as tailor
+
+    shop = home / "shop"
+    _write_shop(shop)
+    res = runner.invoke(tailor, ["data", "load", "--source", "files", "--path", str(shop)])
+    assert res.exit_code == 0, res.output
+    build = ["features", "build", "--as-of", "2017-01-15", "--source", "files"]
+    custom = home / "elsewhere"  # outside the data folder: found through exports.json
+    assert runner.invoke(tailor, [*build, "--out", str(custom)]).exit_code == 0
+    assert 1 in _customer_ids(custom / "customers.parquet")
+
+    res = runner.invoke(app, ["forget", "1"])
+    assert res.exit_code == 0, res.output
+    saved = home / "data" / "sources" / "files" / "transactions.parquet"
+    assert _customer_ids(saved) == {2, 3}
+    assert _customer_ids(custom / "customers.parquet") == {2, 3}
+    # the scrubbed copy still loads, and a build from the raw files leaves customer 1 out
+    res = runner.invoke(tailor, ["data", "describe", "--source", "files"])
+    assert res.exit_code == 0, res.output
+    again = home / "again"
+    res = runner.invoke(tailor, [*build, "--path", str(shop), "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    assert _customer_ids(again / "customers.parquet") == {2, 3}
+    assert 1 not in _customer_ids(again / "customer_product.parquet")
+    # loading the source again does not bring them back into the saved copy
+    res = runner.invoke(tailor, ["data", "load", "--source", "files", "--path", str(shop)])
+    assert res.exit_code == 0 and "erased customer(s) left out" in res.output, res.output
+    assert _customer_ids(saved) == {2, 3}
