@@ -340,6 +340,14 @@ def analyze(
         if bad:
             raise CampaignDataError(f"ratio metrics are written 'numerator/denominator', got {bad}")
     if covariate:
+        outcome_cols = {part for m in metric_list for part in m.split("/")}
+        if covariate in outcome_cols:
+            raise CampaignDataError(
+                f"covariate {covariate!r} is also a metric: the covariate must be a pre-period"
+                " column (measured before the campaign, e.g. past spend), not the metric itself"
+            )
+        if covariate == arm:
+            raise CampaignDataError(f"covariate {covariate!r} is the arm column")
         needed.setdefault(covariate, "covariate")
     if discount_col:
         needed.setdefault(discount_col, "discount")
@@ -388,11 +396,11 @@ def analyze(
                 " (intention to treat), which dilutes the lift"
             )
 
-    x = _numeric(df, covariate, "covariate") if covariate else None
     values: dict[str, np.ndarray] = {}
-    for col in needed:
-        if needed[col] != "arm" and col != covariate:
-            values[col] = _numeric(df, col, needed[col])
+    for col, role in needed.items():
+        if role != "arm":
+            values[col] = _numeric(df, col, role)
+    x = values[covariate] if covariate else None
 
     rows: list[dict] = []
     cuped_info: dict[str, dict[str, float]] = {}
@@ -404,7 +412,7 @@ def analyze(
             continue
         y = values[metric]
         kind = _kind(y)
-        rows.extend(_mean_rows(metric, kind, "none", y, arms, masks, control, alpha))
+        rows.extend(_mean_rows(metric, kind, "none", y, arms, masks, control, alpha, notes=notes))
         if x is not None:
             y_adj, theta = st.cuped_adjust(y, x)
             corr = float(np.corrcoef(y, x)[0, 1]) if y.std() > 0 and x.std() > 0 else 0.0
@@ -413,7 +421,9 @@ def analyze(
                 "corr": corr,
                 "expected_variance_reduction": corr**2,
             }
-            cu_rows = _mean_rows(metric, kind, "cuped", y_adj, arms, masks, control, alpha, raw=y)
+            cu_rows = _mean_rows(
+                metric, kind, "cuped", y_adj, arms, masks, control, alpha, raw=y, notes=notes
+            )
             raw_rows = {
                 r["arm"]: r for r in rows if r["metric"] == metric and r["adjustment"] == "none"
             }
@@ -506,6 +516,7 @@ def _mean_rows(
     control: str,
     alpha: float,
     raw: np.ndarray | None = None,
+    notes: list[str] | None = None,
 ) -> list[dict]:
     raw = y if raw is None else raw
     rows = []
@@ -533,7 +544,26 @@ def _mean_rows(
         cmp = st.compare_means(y[masks[a]], yc, alpha)
         row.update(_lift_cols(cmp))
         rows.append(row)
+        note = _method_note(metric, a, adjustment, cmp["method"])
+        if note and notes is not None:
+            notes.append(note)
     return rows
+
+
+def _method_note(metric: str, arm: str, adjustment: str, method: str) -> str | None:
+    """A note for a lift not computed with the Welch test (see :func:`campaigns.stats.compare_means`)."""
+    what = f"{metric!r}, arm {arm!r}" + ("" if adjustment == "none" else f" ({adjustment})")
+    if method == "exact":
+        return (
+            f"{what}: fewer than {st.EXACT_MIN_COUNT} successes or failures in an arm, so the"
+            " p-value is Fisher's exact test and the interval Newcombe's score interval"
+        )
+    if method == "none":
+        return (
+            f"{what}: both arms are constant, so the lift has no standard error;"
+            " its p-value and interval are not computed"
+        )
+    return None
 
 
 def _ratio_rows(

@@ -1,7 +1,9 @@
 """``tailor campaign`` commands: analyze, design, uplift.
 
 Errors in the input (missing column, unknown arm, unreadable file) print one clear line and
-exit with code 2, like typer's own usage errors.
+exit with code 2, like typer's own usage errors. Text that comes from the user or the data
+(file, column and arm names) is printed through :func:`rich.markup.escape`, so brackets in it
+are shown as typed instead of being read as markup.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -48,7 +51,7 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(message: str) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]Error:[/] {message}")
+    _console(stderr=True).print(f"[bold red]Error:[/] {escape(message)}")
     return typer.Exit(code=2)
 
 
@@ -91,6 +94,12 @@ def _write_json(path: Path, payload: dict) -> None:
     )
 
 
+def _write_failed(what: str, path: Path, exc: OSError) -> typer.Exit:
+    """The exit for an output file that cannot be written (a directory, no permission, ...)."""
+    reason = exc.strerror or str(exc)
+    return _fail(f"cannot write the {what} to {str(path)!r}: {reason}")
+
+
 def _f(x, kind: str = "num") -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return ""
@@ -104,14 +113,18 @@ def _f(x, kind: str = "num") -> str:
 def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
     if result.srm.flagged:
         console.print(
-            Panel(result.srm.message(), title="SAMPLE RATIO MISMATCH", style="bold white on red")
+            Panel(
+                escape(result.srm.message()),
+                title="SAMPLE RATIO MISMATCH",
+                style="bold white on red",
+            )
         )
     else:
-        console.print(f"[green]{result.srm.message()}[/]")
+        console.print(f"[green]{escape(result.srm.message())}[/]")
     conf = f"{1 - result.alpha:.0%}"
     cuped = result.covariate is not None
     table = Table(
-        title=f"Lift vs control '{result.control}' ({conf} CI; * = significant after Holm)"
+        title=f"Lift vs control '{escape(result.control)}' ({conf} CI; * = significant after Holm)"
     )
     cols = [
         "metric",
@@ -135,8 +148,8 @@ def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
             ctl = bool(r["is_control"])
             sig = r["significant"] is True
             cells = [
-                metric,
-                f"{r['arm']}{' (control)' if ctl else ''}",
+                escape(metric),
+                f"{escape(str(r['arm']))}{' (control)' if ctl else ''}",
                 f"{int(r['n']):,}",
                 _f(r["mean"], k),
                 ""
@@ -169,7 +182,7 @@ def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
         eco.add_column("margin CI", justify="right")
         for _, r in result.economics.iterrows():
             eco.add_row(
-                str(r["arm"]),
+                escape(str(r["arm"])),
                 f"{int(r['n']):,}",
                 f"{r['incremental_revenue']:,.2f}",
                 f"{r['discount_cost']:,.2f}",
@@ -185,7 +198,7 @@ def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
         console.print(eco)
     for note in result.notes:
         if not (result.srm.flagged and note == result.srm.message()):
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {escape(note)}")
     if result.srm.flagged:
         # Repeated at the end so it cannot scroll away above a long table.
         console.print(
@@ -195,7 +208,9 @@ def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
 
 def _print_uplift(console: Console, rep) -> None:
     table = Table(
-        title=f"Uplift models: {rep.treatment} vs {rep.control}, outcome {rep.outcome} (held-out {rep.n_test:,})"
+        title=escape(
+            f"Uplift models: {rep.treatment} vs {rep.control}, outcome {rep.outcome} (held-out {rep.n_test:,})"
+        )
     )
     cols = [
         "model",
@@ -211,7 +226,7 @@ def _print_uplift(console: Console, rep) -> None:
         table.add_column(c, justify="left" if c == "model" else "right")
     for _, r in rep.metrics.iterrows():
         table.add_row(
-            r["model"],
+            escape(str(r["model"])),
             _f(r["qini"]),
             f"[{_f(r.get('qini_ci_low'))}, {_f(r.get('qini_ci_high'))}]",
             _f(r["auuc"]),
@@ -328,6 +343,7 @@ def analyze(
             allocation=allocation,
             date_col=date_column,
         )
+        result.notes.extend(df.attrs.get("notes", []))
         _print_result(console, result)
         uplift_reports = []
         if report is not None and uplift:
@@ -340,25 +356,44 @@ def analyze(
     if uplift_reports:
         payload["uplift"] = [r.to_dict() for r in uplift_reports]
     if json_path is not None:
-        _write_json(json_path, payload)
-        console.print(f"JSON summary: {json_path}")
+        try:
+            _write_json(json_path, payload)
+        except OSError as exc:
+            raise _write_failed("JSON summary", json_path, exc) from None
+        console.print(f"JSON summary: {escape(str(json_path))}")
     if report is not None:
         from campaigns.report import write_report
 
-        write_report(
-            report,
-            result,
-            uplift_reports or None,
-            title=f"Campaign analysis: {input.name}",
-            source=str(input),
-        )
-        console.print(f"HTML report: {report}")
+        try:
+            write_report(
+                report,
+                result,
+                uplift_reports or None,
+                title=f"Campaign analysis: {input.name}",
+                source=str(input),
+            )
+        except OSError as exc:
+            raise _write_failed("HTML report", report, exc) from None
+        console.print(f"HTML report: {escape(str(report))}")
 
 
 def _fit_uplift(console, df, result, outcome, features_text, discount_column, seed):
+    """Uplift reports per treatment arm for the HTML report.
+
+    The uplift part is optional: a model that cannot be fitted (e.g. no conversions, "the
+    treated arm has a constant outcome") is skipped with a note printed and added to
+    ``result.notes``, so the lift table still reaches the report and the JSON. Columns the
+    user named (``--uplift-outcome``, ``--uplift-features``) must exist.
+    """
     from campaigns.uplift import uplift_experiment
 
     plain = [m for m in result.metrics if "/" not in m]
+    named = [c for c in [outcome, *(_csv_list(features_text) or [])] if c]
+    missing = [c for c in named if c not in df.columns]
+    if missing:
+        raise CampaignDataError(
+            f"uplift column(s) {missing} not in the input; columns are {list(map(str, df.columns))}"
+        )
     outcome = outcome or (plain[0] if plain else None)
     if outcome is None:
         console.print("[yellow]note:[/] no plain metric to model uplift on; Qini curve skipped")
@@ -381,9 +416,18 @@ def _fit_uplift(console, df, result, outcome, features_text, discount_column, se
         return []
     reports = []
     for arm_name in result.arms[1:]:
-        rep = uplift_experiment(
-            df, result.arm_column, arm_name, result.control, outcome, features=feats, seed=seed
-        )
+        try:
+            rep = uplift_experiment(
+                df, result.arm_column, arm_name, result.control, outcome, features=feats, seed=seed
+            )
+        except ValueError as exc:
+            note = (
+                f"uplift models for arm {arm_name!r} (outcome {outcome!r}) could not be fitted:"
+                f" {exc}; Qini curve and uplift metrics skipped"
+            )
+            console.print(f"[yellow]note:[/] {escape(note)}")
+            result.notes.append(note)
+            continue
         _print_uplift(console, rep)
         reports.append(rep)
     return reports
@@ -398,7 +442,12 @@ def design_cmd(
         float | None,
         typer.Option(help="Minimum detectable effect (relative by default: 0.1 = +10%)."),
     ] = None,
-    metric: Annotated[str, typer.Option(help="'conversion' or 'revenue'.")] = "conversion",
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="'conversion' or 'revenue' (default: conversion; with --from-data: what the data is)."
+        ),
+    ] = None,
     sd: Annotated[
         float | None, typer.Option(help="Per-customer standard deviation (revenue).")
     ] = None,
@@ -450,12 +499,22 @@ def design_cmd(
                         f"control arm {control!r} not found in column {arm!r}; arms are {present}"
                     )
                 df = df[df[arm].astype(str) == control]
-            metric, est_baseline, est_sd = design.baseline_from_data(df[column])
+            est_metric, est_baseline, est_sd = design.baseline_from_data(df[column])
+            if metric is not None and metric != est_metric:
+                _console(stderr=True).print(
+                    f"[bold yellow]warning:[/] --metric {escape(metric)} given, but column"
+                    f" {escape(repr(column))} {'is' if est_metric == 'conversion' else 'is not'}"
+                    f" 0/1: designing for {est_metric}"
+                )
+            metric = est_metric
             baseline = est_baseline if baseline is None else baseline
             sd = est_sd if sd is None else sd
             console.print(
-                f"estimated from {from_data.name} [{column}], {len(df):,} rows: {metric}, baseline {baseline:.6g}, sd {sd:.6g}"
+                escape(
+                    f"estimated from {from_data.name} [{column}], {len(df):,} rows: {metric}, baseline {baseline:.6g}, sd {sd:.6g}"
+                )
             )
+        metric = metric or "conversion"
         if baseline is None:
             raise CampaignDataError("give --baseline (or --from-data with --column)")
         if n_total is not None:
@@ -579,5 +638,8 @@ def uplift_cmd(
     for rep in reports:
         _print_uplift(console, rep)
     if json_path is not None:
-        _write_json(json_path, {"input": str(input), "reports": [r.to_dict() for r in reports]})
-        console.print(f"JSON summary: {json_path}")
+        try:
+            _write_json(json_path, {"input": str(input), "reports": [r.to_dict() for r in reports]})
+        except OSError as exc:
+            raise _write_failed("JSON summary", json_path, exc) from None
+        console.print(f"JSON summary: {escape(str(json_path))}")

@@ -150,6 +150,11 @@ def sample_size(
     s_c = _check(metric, baseline, sd, alpha, power, control_share, n_treatments)
     if not mde > 0:
         raise ValueError(f"mde must be positive, got {mde}")
+    if relative and not baseline > 0:
+        raise ValueError(
+            f"a relative mde needs a positive baseline, got baseline {baseline}; "
+            "give the effect in absolute units instead (relative=False, --absolute)"
+        )
     delta = mde * baseline if relative else mde
     if metric == "conversion":
         p_t = baseline + delta

@@ -8,10 +8,15 @@ The event log written by the offer service has two tables::
 
 :func:`read_event_log` turns it into one row per (experiment, customer), the unit of
 randomisation, ready for :func:`campaigns.analysis.analyze`.
+
+Exposures the service wrote to its append-only journal (``<log>.journal/*.jsonl``, see
+:mod:`serving.eventlog`) but had not yet moved into the ``exposures`` table -- left there when
+the server was killed -- are read from the journal too, without modifying the log.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from campaigns.analysis import CampaignDataError
+from serving.eventlog import EXPOSURE_COLUMNS, journal_dir
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +112,69 @@ def _columns(con: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in con.execute(f"PRAGMA table_info({table})").fetchall()]
 
 
+def journal_exposures(
+    path: str | Path, moved: dict[str, int] | None = None
+) -> tuple[pd.DataFrame, int]:
+    """Exposure rows still in the service's journal next to the log at ``path`` (read only).
+
+    A journal line is one served list, ``[request_id, ts, customer_id, experiment, arm,
+    [[product_id, kind, score, discount], ...]]`` followed by ``",\n"``, offers in rank order
+    (:meth:`serving.eventlog.ExposureJournal.append_list`). The first ``moved[name]`` bytes of
+    a journal file are already in the ``exposures`` table (table ``journal_progress``), so only
+    the rest is read: each line counts exactly once. A last line without its newline (cut short
+    by a crash) is ignored, as the service's own recovery does.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite event log.
+    moved : dict, optional
+        Bytes already moved per journal file name (default: none).
+
+    Returns
+    -------
+    tuple
+        ``(rows, n_lines)``: the exposure rows (columns of the ``exposures`` table) and the
+        number of journal lines they came from.
+    """
+    moved = moved or {}
+    d = journal_dir(path)
+    rows: list[tuple] = []
+    n_lines = n_bad = 0
+    for file in sorted(d.glob("*.jsonl")) if d.is_dir() else []:
+        try:
+            with open(file, "rb") as fh:
+                fh.seek(moved.get(file.name, 0))
+                data = fh.read()
+        except FileNotFoundError:  # moved and deleted meanwhile
+            continue
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].split(b"\n")[:-1]:
+            try:
+                rid, ts, cid, exp, arm, offers = json.loads(line.rstrip(b",").decode("utf-8"))
+                new = [
+                    (rid, ts, cid, exp, arm, o[0], rank, o[1], o[2], o[3])
+                    for rank, o in enumerate(offers, start=1)
+                ]
+            except (ValueError, TypeError, IndexError):
+                n_bad += 1
+                continue
+            rows.extend(new)
+            n_lines += 1
+    if n_bad:
+        logger.warning("skipped %d malformed lines of the exposure journal %s", n_bad, d)
+    return pd.DataFrame(rows, columns=list(EXPOSURE_COLUMNS)), n_lines
+
+
+def _journal_progress(con: sqlite3.Connection, tables: set[str]) -> dict[str, int]:
+    if "journal_progress" not in tables:
+        return {}
+    return {
+        str(name): int(n)
+        for name, n in con.execute("SELECT journal, moved FROM journal_progress").fetchall()
+    }
+
+
 def _parse_ts(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce").dt.tz_convert(None)
 
@@ -139,6 +208,9 @@ def read_event_log(
         summed ``discount`` of the exposures whose offer was redeemed (matched on request and
         product, else on the customer's latest exposure of that product), best effort.
 
+        Exposures still in the service's journal (see :func:`journal_exposures`) are
+        included, with a warning; ``attrs["notes"]`` then says how many.
+
     Raises
     ------
     CampaignDataError
@@ -146,7 +218,10 @@ def read_event_log(
     """
     path = Path(path)
     con = _connect(path)
+    notes: list[str] = []
     try:
+        # one read transaction: the journal offsets and the tables are the same snapshot
+        con.execute("BEGIN")
         tables = {
             r[0]
             for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
@@ -170,17 +245,39 @@ def read_event_log(
         exposures = pd.read_sql_query(
             f"SELECT {', '.join(want_exp)} FROM exposures{where}", con, params=params
         )
+        journal, n_lines = journal_exposures(path, _journal_progress(con, tables))
+        if n_lines:
+            msg = (
+                f"{n_lines} served lists ({len(journal)} exposure rows) were still in the journal"
+                f" {journal_dir(path).name}/ (the offer service stopped before moving them into"
+                " the log); they are included here. The next start of the service (or"
+                " serving.eventlog.recover_journals) moves them into the exposures table."
+            )
+            logger.warning("%s", msg)
+            notes.append(msg)
+            j_exp = journal if experiment is None else journal[journal["experiment"] == experiment]
+            exposures = pd.concat(
+                [exposures, j_exp[want_exp]] if not exposures.empty else [j_exp[want_exp]],
+                ignore_index=True,
+            )
         if experiment is not None and exposures.empty:
-            found = [
-                r[0] for r in con.execute("SELECT DISTINCT experiment FROM exposures ORDER BY 1")
-            ]
+            found = sorted(
+                {r[0] for r in con.execute("SELECT DISTINCT experiment FROM exposures")}
+                | set(journal["experiment"])
+            )
             raise CampaignDataError(
                 f"experiment {experiment!r} not in the event log; experiments are {found}"
             )
-        ev_where = f" WHERE customer_id IN (SELECT customer_id FROM exposures{where})"
-        events = pd.read_sql_query(
-            f"SELECT {', '.join(want_ev)} FROM events{ev_where}", con, params=params
-        )
+        if n_lines:
+            events = pd.read_sql_query(f"SELECT {', '.join(want_ev)} FROM events", con)
+            events = events[events["customer_id"].isin(exposures["customer_id"].unique())]
+            events = events.reset_index(drop=True)
+        else:
+            ev_where = f" WHERE customer_id IN (SELECT customer_id FROM exposures{where})"
+            events = pd.read_sql_query(
+                f"SELECT {', '.join(want_ev)} FROM events{ev_where}", con, params=params
+            )
+        con.execute("COMMIT")
     finally:
         con.close()
 
@@ -197,7 +294,9 @@ def read_event_log(
     ]
     if exposures.empty:
         logger.warning("event log %s has no exposures", path)
-        return pd.DataFrame(columns=out_cols)
+        empty = pd.DataFrame(columns=out_cols)
+        empty.attrs["notes"] = notes
+        return empty
 
     exposures["ts"] = _parse_ts(exposures["ts"])
     exposures["arm"] = exposures["arm"].astype(str)
@@ -257,7 +356,9 @@ def read_event_log(
             units = _add_discount_cost(units, red, exposures, key)
 
     units["date"] = units["first_exposure"].dt.normalize()
-    return units[out_cols].sort_values(key, kind="stable").reset_index(drop=True)
+    out = units[out_cols].sort_values(key, kind="stable").reset_index(drop=True)
+    out.attrs["notes"] = notes
+    return out
 
 
 def _add_discount_cost(

@@ -9,8 +9,13 @@ Conventions
 * Sample variances use ``ddof=1``.
 * The absolute lift of a per-customer mean uses Welch's t-test (Welch-Satterthwaite degrees of
   freedom; t quantiles for the interval), i.e. ``scipy.stats.ttest_ind(equal_var=False)``.
-* Relative lifts and ratio metrics use the delta method with normal quantiles (they are
-  asymptotic approximations, so a t quantile would be false precision).
+* The relative lift of a per-customer mean uses the delta method with the same Welch t
+  quantile as the absolute lift (so the two intervals agree at small n); ratio metrics use the
+  delta method with normal quantiles (a z-test throughout).
+* A 0/1 metric with tiny counts (fewer than ``EXACT_MIN_COUNT`` successes or failures in an
+  arm, which includes a constant arm) gets Fisher's exact p-value and Newcombe's hybrid score
+  interval with continuity correction instead of Welch's, which claims certainty when the
+  standard error is 0. A non-binary metric with a standard error of 0 gets NaN p and interval.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from scipy import stats
 logger = logging.getLogger(__name__)
 
 SRM_THRESHOLD = 0.001
+#: A 0/1 metric switches to the exact method when an arm has fewer successes or failures.
+EXACT_MIN_COUNT = 5
 
 
 def _as_float_array(values, name: str) -> np.ndarray:
@@ -54,7 +61,8 @@ def welch_from_moments(
     Returns
     -------
     dict
-        ``diff``, ``se``, ``df``, ``t``, ``p_value``, ``ci_low``, ``ci_high``.
+        ``diff``, ``se``, ``df``, ``t``, ``p_value``, ``ci_low``, ``ci_high``; the test and
+        interval are NaN when the standard error is 0 (both arms constant).
     """
     a = var_t / n_t
     b = var_c / n_c
@@ -62,16 +70,16 @@ def welch_from_moments(
     se = float(np.sqrt(se2))
     diff = float(mean_t - mean_c)
     if se == 0.0:
-        # Both arms constant: the difference is known exactly.
-        p = 1.0 if diff == 0.0 else 0.0
+        # Both arms constant: the sample carries no information on the variance, so there is no
+        # test and no interval (reporting p = 0 and a zero-width interval would claim certainty).
         return {
             "diff": diff,
             "se": 0.0,
             "df": np.nan,
             "t": np.nan,
-            "p_value": p,
-            "ci_low": diff,
-            "ci_high": diff,
+            "p_value": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
         }
     denom = a * a / (n_t - 1) + b * b / (n_c - 1)
     dof = float(se2 * se2 / denom)
@@ -95,6 +103,7 @@ def relative_lift_delta(
     mean_c: float,
     se_c: float,
     alpha: float = 0.05,
+    df: float | None = None,
 ) -> dict[str, float]:
     """Relative lift ``mean_t / mean_c - 1`` of two independent estimates, delta method.
 
@@ -107,28 +116,108 @@ def relative_lift_delta(
     se_t, se_c : float
         Their standard errors.
     alpha : float
-        Two-sided level of the normal interval.
+        Two-sided level of the interval.
+    df : float, optional
+        Degrees of freedom of a t quantile (pass the Welch degrees of freedom of the absolute
+        lift so both intervals use the same quantile); default, or when not finite: normal.
 
     Returns
     -------
     dict
-        ``rel``, ``se``, ``ci_low``, ``ci_high`` (NaN when ``mean_c`` is 0).
+        ``rel``, ``se``, ``ci_low``, ``ci_high`` (all NaN when ``mean_c`` is 0; the interval is
+        NaN when the delta-method standard error is 0, which only says the sample cannot
+        estimate it).
     """
     if mean_c == 0.0:
         return {"rel": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan}
     rel = mean_t / mean_c - 1.0
     var = se_t**2 / mean_c**2 + mean_t**2 * se_c**2 / mean_c**4
     se = float(np.sqrt(var))
-    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    if not (np.isfinite(se) and se > 0):
+        return {"rel": float(rel), "se": se, "ci_low": np.nan, "ci_high": np.nan}
+    q = _quantile(alpha, df)
     return {
         "rel": float(rel),
         "se": se,
-        "ci_low": float(rel - z * se),
-        "ci_high": float(rel + z * se),
+        "ci_low": float(rel - q * se),
+        "ci_high": float(rel + q * se),
     }
 
 
-def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float]:
+def _quantile(alpha: float, df: float | None = None) -> float:
+    """Two-sided ``1 - alpha`` quantile: Student t with ``df`` degrees of freedom, else normal."""
+    if df is not None and np.isfinite(df) and df > 0:
+        return float(stats.t.ppf(1.0 - alpha / 2.0, df))
+    return float(stats.norm.ppf(1.0 - alpha / 2.0))
+
+
+def is_binary(values) -> bool:
+    """Whether every value is 0 or 1."""
+    return bool(np.isin(np.asarray(values, dtype=float), (0.0, 1.0)).all())
+
+
+def wilson_cc_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval with continuity correction for a proportion (Newcombe 1998, method 4)."""
+    if n <= 0:
+        return np.nan, np.nan
+    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    p = successes / n
+    denom = 2.0 * (n + z * z)
+    lo = 0.0
+    if successes > 0:
+        root = np.sqrt(max(z * z - 2.0 - 1.0 / n + 4.0 * p * (n * (1.0 - p) + 1.0), 0.0))
+        lo = max(0.0, (2.0 * n * p + z * z - 1.0 - z * root) / denom)
+    hi = 1.0
+    if successes < n:
+        root = np.sqrt(max(z * z + 2.0 - 1.0 / n + 4.0 * p * (n * (1.0 - p) - 1.0), 0.0))
+        hi = min(1.0, (2.0 * n * p + z * z + 1.0 + z * root) / denom)
+    return float(lo), float(hi)
+
+
+def newcombe_interval(
+    x_t: int, n_t: int, x_c: int, n_c: int, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Interval for the difference of two proportions ``x_t/n_t - x_c/n_c``.
+
+    Newcombe's hybrid score interval (1998, method 11): it combines the continuity-corrected
+    Wilson intervals of the two proportions, stays inside [-1, 1], never has zero width and
+    behaves well with 0 or n successes, where the Wald / Welch interval collapses to a point.
+    The continuity correction keeps it in line with Fisher's exact test.
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in newcombe_interval(56, 70, 48, 80)]  # Newcombe (1998) Table II
+    [0.0428, 0.3422]
+    """
+    p_t, p_c = x_t / n_t, x_c / n_c
+    l_t, u_t = wilson_cc_interval(x_t, n_t, alpha)
+    l_c, u_c = wilson_cc_interval(x_c, n_c, alpha)
+    d = p_t - p_c
+    lo = d - np.sqrt((p_t - l_t) ** 2 + (u_c - p_c) ** 2)
+    hi = d + np.sqrt((u_t - p_t) ** 2 + (p_c - l_c) ** 2)
+    return float(lo), float(hi)
+
+
+def exact_binary(x_t: int, n_t: int, x_c: int, n_c: int, alpha: float = 0.05) -> dict[str, float]:
+    """Fisher's exact two-sided p-value and Newcombe's interval for a difference of proportions.
+
+    Returns
+    -------
+    dict
+        ``diff``, ``p_value``, ``ci_low``, ``ci_high``.
+    """
+    table = [[x_t, n_t - x_t], [x_c, n_c - x_c]]
+    p = float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+    lo, hi = newcombe_interval(x_t, n_t, x_c, n_c, alpha)
+    return {"diff": x_t / n_t - x_c / n_c, "p_value": p, "ci_low": lo, "ci_high": hi}
+
+
+def needs_exact(x_t: int, n_t: int, x_c: int, n_c: int, min_count: int = EXACT_MIN_COUNT) -> bool:
+    """Whether a 0/1 comparison has too few successes or failures for the Welch test."""
+    return min(x_t, n_t - x_t, x_c, n_c - x_c) < min_count
+
+
+def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float | str]:
     """Compare the per-customer mean of a treatment and a control arm.
 
     Parameters
@@ -143,7 +232,11 @@ def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float]:
     dict
         ``n_t, n_c, mean_t, mean_c, var_t, var_c`` and the absolute lift (``diff, se, df, t,
         p_value, ci_low, ci_high``, Welch) and relative lift (``rel, rel_se, rel_ci_low,
-        rel_ci_high``, delta method).
+        rel_ci_high``, delta method with the Welch t quantile). ``method`` says how the test
+        was made: ``"welch"``; ``"exact"`` for a 0/1 metric with fewer than
+        ``EXACT_MIN_COUNT`` successes or failures in an arm (Fisher's exact p-value, Newcombe's
+        interval); ``"none"`` when the standard error is 0 for a non-binary metric (both arms
+        constant: p-value and intervals are NaN).
     """
     y_t = _as_float_array(y_t, "treatment outcomes")
     y_c = _as_float_array(y_c, "control outcomes")
@@ -159,7 +252,13 @@ def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float]:
         "var_c": v_c,
     }
     out.update(welch_from_moments(m_t, v_t, n_t, m_c, v_c, n_c, alpha))
-    rel = relative_lift_delta(m_t, np.sqrt(v_t / n_t), m_c, np.sqrt(v_c / n_c), alpha)
+    out["method"] = "welch" if out["se"] > 0 else "none"
+    if is_binary(y_t) and is_binary(y_c):
+        x_t, x_c = int(round(y_t.sum())), int(round(y_c.sum()))
+        if out["se"] == 0.0 or needs_exact(x_t, n_t, x_c, n_c):
+            out.update(exact_binary(x_t, n_t, x_c, n_c, alpha))
+            out["method"] = "exact"
+    rel = relative_lift_delta(m_t, np.sqrt(v_t / n_t), m_c, np.sqrt(v_c / n_c), alpha, df=out["df"])
     out.update(
         {
             "rel": rel["rel"],
@@ -204,8 +303,9 @@ def ratio_estimate(num, den) -> tuple[float, float]:
 def compare_ratios(num_t, den_t, num_c, den_c, alpha: float = 0.05) -> dict[str, float]:
     """Compare a ratio metric (``sum(num) / sum(den)``) between two arms, delta method.
 
-    Returns the same keys as :func:`compare_means` (``var_*`` are ``n * se^2``; ``df`` is NaN
-    because the test is a z-test).
+    Returns the same keys as :func:`compare_means` except ``method`` (``var_*`` are
+    ``n * se^2``; ``df`` is NaN because the test is a z-test; p-value and interval are NaN when
+    the standard error is 0).
     """
     r_t, se_t = ratio_estimate(num_t, den_t)
     r_c, se_c = ratio_estimate(num_c, den_c)
@@ -216,8 +316,9 @@ def compare_ratios(num_t, den_t, num_c, den_c, alpha: float = 0.05) -> dict[str,
     if np.isfinite(se) and se > 0:
         zstat = diff / se
         p = float(2.0 * stats.norm.sf(abs(zstat)))
+        ci_low, ci_high = diff - z * se, diff + z * se
     else:
-        zstat, p = np.nan, np.nan
+        zstat, p, ci_low, ci_high = np.nan, np.nan, np.nan, np.nan
     rel = relative_lift_delta(r_t, se_t, r_c, se_c, alpha)
     return {
         "n_t": n_t,
@@ -231,8 +332,8 @@ def compare_ratios(num_t, den_t, num_c, den_c, alpha: float = 0.05) -> dict[str,
         "df": np.nan,
         "t": zstat,
         "p_value": p,
-        "ci_low": diff - z * se,
-        "ci_high": diff + z * se,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "rel": rel["rel"],
         "rel_se": rel["se"],
         "rel_ci_low": rel["ci_low"],

@@ -235,3 +235,34 @@ def test_bad_values_messages():
     one = pd.DataFrame({"arm": ["c", "c", "t"], "y": [1.0, 2.0, 3.0]})
     with pytest.raises(CampaignDataError, match="fewer than 2 customers"):
         analyze(one, "arm", "c", "y")
+
+
+@pytest.mark.parametrize("metrics", ["spend", "conversion,spend", "spend/visit"])
+def test_covariate_that_is_a_metric_is_refused_clearly(three_arms, metrics):
+    with pytest.raises(CampaignDataError, match="the covariate must be a pre-period column"):
+        analyze(three_arms, "arm", "ctl", metrics, covariate="spend")
+
+
+def test_covariate_can_be_the_revenue_column(three_arms):
+    df = three_arms.assign(past_copy=three_arms["past"])
+    res = analyze(df, "arm", "ctl", "conversion", covariate="past", revenue_col="past")
+    ref = analyze(df, "arm", "ctl", "conversion", covariate="past", revenue_col="past_copy")
+    pd.testing.assert_frame_equal(res.economics, ref.economics)
+    pd.testing.assert_frame_equal(res.table, ref.table)
+    assert res.lift("a", "conversion", "cuped")["theta"] == pytest.approx(
+        st.cuped_theta(df["conversion"], df["past"])
+    )
+
+
+def test_exact_and_constant_lifts_are_noted():
+    df = pd.DataFrame(
+        {"arm": ["c", "c", "t", "t"], "conv": [0, 0, 1, 1], "amount": [2.0, 2.0, 3.0, 3.0]}
+    )
+    res = analyze(df, "arm", "c", "conv,amount")
+    conv = res.lift("t", "conv")
+    assert conv["p_value"] == pytest.approx(1 / 3) and not conv["significant"]
+    amount = res.lift("t", "amount")
+    assert np.isnan(amount["p_value"]) and np.isnan(amount["abs_ci_low"])
+    assert amount["significant"] is None
+    assert any("'conv', arm 't'" in n and "Fisher's exact" in n for n in res.notes)
+    assert any("'amount', arm 't'" in n and "both arms are constant" in n for n in res.notes)

@@ -238,3 +238,79 @@ def test_registered_in_root_cli():
     res = runner.invoke(root, ["campaign", "design", "--baseline", "0.05", "--mde", "0.1"])
     assert res.exit_code == 0, res.output
     assert "31,231" in res.stdout
+
+
+def test_report_and_json_written_when_uplift_cannot_be_fitted(tmp_path):
+    # nobody converts: the lift table exists, the uplift models have nothing to learn
+    rng = np.random.default_rng(1)
+    n = 200
+    df = pd.DataFrame(
+        {"arm": np.repeat(["control", "mail"], n // 2), "age": rng.integers(18, 80, n)}
+    ).assign(conversion=0)
+    path = tmp_path / "flat.csv"
+    df.to_csv(path, index=False)
+    report, summary = tmp_path / "r.html", tmp_path / "s.json"
+    res = runner.invoke(
+        app,
+        ["analyze", str(path), "--control", "control", "--metrics", "conversion",
+         "--report", str(report), "--json", str(summary)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "could not be fitted" in res.stdout.replace("\n", "")
+    d = json.loads(summary.read_text())
+    assert "uplift" not in d
+    assert any("constant outcome" in note for note in d["notes"])
+    assert d["arms"]["mail"]["metrics"]["conversion"]["p_value"] == 1.0  # Fisher, 0/100 vs 0/100
+    html = report.read_text()
+    assert "could not be fitted" in html and "Whom to target next time" not in html
+
+
+@pytest.mark.parametrize("flag", ["--json", "--report"])
+def test_output_path_that_is_a_directory_exits_2(shop_csv, tmp_path, flag):
+    res = runner.invoke(
+        app,
+        ["analyze", str(shop_csv), "--control", "control", "--metrics", "conversion",
+         "--no-uplift", flag, str(tmp_path)],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    out = res.output.replace("\n", "")
+    assert "cannot write the" in out and "Is a directory" in out
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_brackets_in_user_text_are_printed_as_typed(tmp_path):
+    df = pd.DataFrame({"arm": ["[b]x"] * 4 + ["[ctl]"] * 4, "conversion": [1, 0, 1, 1, 0, 1, 0, 0]})
+    path = tmp_path / "shop[v2].csv"
+    df.to_csv(path, index=False)
+    res = runner.invoke(
+        app, ["analyze", str(path), "--control", "[ctl]", "--metrics", "conversion", "--no-uplift"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "[b]x" in res.stdout and "Lift vs control '[ctl]'" in res.stdout
+    res = runner.invoke(
+        app, ["analyze", str(path), "--control", "[nope]", "--metrics", "conversion"]
+    )
+    assert res.exit_code == 2 and "'[nope]'" in res.output
+    res = runner.invoke(
+        app, ["design", "--from-data", str(path), "--column", "conversion", "--mde", "0.5"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "estimated from shop[v2].csv [conversion], 8 rows" in res.stdout
+
+
+def test_design_from_data_warns_when_metric_disagrees(shop_csv):
+    args = ["design", "--from-data", str(shop_csv), "--column", "spend", "--mde", "0.1"]
+    res = runner.invoke(app, [*args, "--metric", "conversion"])
+    assert res.exit_code == 0, res.output
+    assert "warning: --metric conversion given, but column 'spend' is not 0/1" in res.output
+    assert "designing for revenue" in res.output
+    res = runner.invoke(app, args)  # no explicit --metric: no warning
+    assert res.exit_code == 0 and "warning" not in res.output
+
+
+def test_design_zero_baseline_relative_mde_exits_2():
+    res = runner.invoke(
+        app, ["design", "--metric", "revenue", "--baseline", "0", "--sd", "1", "--mde", "0.1"]
+    )
+    assert res.exit_code == 2
+    assert "a relative mde needs a positive baseline" in res.output.replace("\n", "")

@@ -91,8 +91,23 @@ def test_baseline_from_data():
         ({"baseline": 0.5, "mde": 0.1, "control_share": 1.0}, "control_share must be in"),
         ({"baseline": 0.9, "mde": 0.2}, "outside \\(0, 1\\)"),
         ({"baseline": 0.5, "mde": 0.1, "metric": "visits"}, "metric must be"),
+        (
+            {"baseline": 0.0, "mde": 0.1, "metric": "revenue", "sd": 1.0},
+            "a relative mde needs a positive baseline, got baseline 0.0",
+        ),
+        (
+            {"baseline": -2.0, "mde": 0.1, "metric": "revenue", "sd": 1.0},
+            "a relative mde needs a positive baseline",
+        ),
     ],
 )
 def test_design_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sample_size(**kwargs)
+
+
+def test_revenue_zero_baseline_with_absolute_mde():
+    # an absolute effect needs no baseline: n = 2 * 2 * (Z * sd / mde)^2 in total, 50/50
+    d = sample_size(0.0, 0.1, metric="revenue", sd=1.0, relative=False)
+    assert d.n_control == math.ceil(2 * (Z / 0.1) ** 2)
+    assert math.isnan(d.mde_rel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -118,3 +119,55 @@ def test_empty_experiment_log(tmp_path):
     df = read_event_log(p)
     assert df.empty and "conversion" in df.columns
     assert np.isnan(df["spend"].sum()) or df["spend"].sum() == 0
+
+
+def _journal_line(rid, ts, cid, exp, arm, offers) -> bytes:
+    # the format of serving.eventlog.ExposureJournal.append_list: one JSON array and ",\n"
+    return json.dumps([rid, ts, cid, exp, arm, offers], separators=(",", ":")).encode() + b",\n"
+
+
+def test_exposures_left_in_the_journal_are_read_once(log_path, caplog):
+    journal = log_path.parent / "events.sqlite.journal"
+    journal.mkdir()
+    moved = _journal_line(
+        "r1", "2024-01-01T10:00:00.000+00:00", 1, "exp1", "control", [[100, "remind", 0.9, 0.0]]
+    )
+    left = _journal_line(
+        "r9", "2024-01-05T07:00:00.000+00:00", 99, "exp1", "offer", [[100, "remind", 0.5, 2.0]]
+    )
+    torn = b'["r10","2024-01-06T07:00:00.000+00:00",98,"exp1"'  # cut short by the kill
+    (journal / "exposures-123-abcd1234.jsonl").write_bytes(moved + left + torn)
+    con = sqlite3.connect(log_path)
+    con.execute("CREATE TABLE journal_progress(journal TEXT PRIMARY KEY, moved INTEGER)")
+    con.execute(
+        "INSERT INTO journal_progress VALUES (?, ?)", ("exposures-123-abcd1234.jsonl", len(moved))
+    )
+    con.commit()
+    con.close()
+    before = log_path.read_bytes()
+
+    with caplog.at_level("WARNING", logger="campaigns.io"):
+        df = read_event_log(log_path, experiment="exp1")
+    e1 = df.set_index("customer_id")
+    # customer 99 (only in the journal) is exposed, and their purchase of 7.0 counts
+    assert list(e1.index) == [1, 2, 3, 4, 99]
+    assert e1.loc[99, ["arm", "n_exposures", "conversion", "spend"]].tolist() == [
+        "offer",
+        1,
+        1,
+        7.0,
+    ]
+    # the line already moved into the table is not counted twice
+    assert e1.loc[1, "n_exposures"] == 1
+    assert "1 served lists (1 exposure rows) were still in the journal" in caplog.text
+    assert "still in the journal" in df.attrs["notes"][0]
+    assert log_path.read_bytes() == before  # read only
+
+    # the same answer as after the service's own recovery moved the journal into the table
+    from serving.eventlog import recover_journals
+
+    recover_journals(log_path)
+    assert not any(journal.glob("*.jsonl"))
+    after = read_event_log(log_path, experiment="exp1")
+    pd.testing.assert_frame_equal(after, df)
+    assert after.attrs["notes"] == []

@@ -39,10 +39,50 @@ def test_welch_alpha_changes_interval_not_p():
 
 
 def test_welch_constant_arms():
+    # 0/1 arms: exact test instead of a zero-width interval
     r = st.compare_means([1.0, 1.0, 1.0], [1.0, 1.0])
-    assert r["p_value"] == 1.0 and r["se"] == 0.0
+    assert r["p_value"] == 1.0 and r["se"] == 0.0 and r["method"] == "exact"
+    assert r["ci_low"] < 0 < r["ci_high"]
+    # amounts: no standard error, so no test and no interval (not p = 0, CI [1, 1])
     r = st.compare_means([2.0, 2.0], [1.0, 1.0])
-    assert r["p_value"] == 0.0 and r["ci_low"] == r["ci_high"] == 1.0
+    assert r["diff"] == 1.0 and r["method"] == "none"
+    assert math.isnan(r["p_value"]) and math.isnan(r["ci_low"]) and math.isnan(r["ci_high"])
+    assert math.isnan(r["rel_ci_low"]) and math.isnan(r["rel_ci_high"])
+
+
+def test_binary_zero_variance_uses_fisher_and_newcombe():
+    # 0/2 vs 2/2: Welch claimed p = 0 and CI [100%, 100%]; Fisher's exact p is 1/3
+    r = st.compare_means([1.0, 1.0], [0.0, 0.0])
+    assert r["method"] == "exact" and r["diff"] == 1.0
+    assert r["p_value"] == pytest.approx(1 / 3)
+    assert r["p_value"] == pytest.approx(stats.fisher_exact([[2, 0], [0, 2]]).pvalue)
+    assert r["ci_low"] == pytest.approx(-0.1344, abs=1e-4) and r["ci_high"] == 1.0
+    # all-zero arms: p = 1 and an interval of positive width around 0
+    r = st.compare_means([0.0] * 10, [0.0] * 10)
+    assert r["p_value"] == 1.0 and r["ci_low"] < 0 < r["ci_high"]
+    assert r["ci_low"] == pytest.approx(-r["ci_high"])
+
+
+def test_newcombe_interval_matches_published_table():
+    # Newcombe (1998), Stat Med 17:873, Table II, method 11 (score, continuity corrected)
+    assert st.newcombe_interval(56, 70, 48, 80) == pytest.approx((0.0428, 0.3422), abs=1e-4)
+    assert st.newcombe_interval(9, 10, 3, 10) == pytest.approx((0.1013, 0.8387), abs=1e-4)
+    assert st.wilson_cc_interval(1, 29) == pytest.approx((0.0018, 0.1963), abs=1e-4)
+
+
+def test_tiny_binary_counts_use_exact_large_counts_unchanged():
+    # 3/40 vs 0/40: too few successes for Welch
+    y_t = np.r_[np.ones(3), np.zeros(37)]
+    y_c = np.zeros(40)
+    r = st.compare_means(y_t, y_c)
+    assert r["method"] == "exact"
+    assert r["p_value"] == pytest.approx(stats.fisher_exact([[3, 37], [0, 40]]).pvalue)
+    # 30/100 vs 20/100: plain Welch, as scipy
+    y_t = np.r_[np.ones(30), np.zeros(70)]
+    y_c = np.r_[np.ones(20), np.zeros(80)]
+    r = st.compare_means(y_t, y_c)
+    assert r["method"] == "welch"
+    assert r["p_value"] == pytest.approx(stats.ttest_ind(y_t, y_c, equal_var=False).pvalue)
 
 
 def test_relative_lift_delta_hand_computed():
@@ -51,8 +91,21 @@ def test_relative_lift_delta_hand_computed():
     assert r["rel"] == pytest.approx(-0.25)
     se = math.sqrt(0.5 / 16 + 9 * (4 / 3) / 256)
     assert r["rel_se"] == pytest.approx(se)
-    z = stats.norm.ppf(0.975)
-    assert (r["rel_ci_low"], r["rel_ci_high"]) == pytest.approx((-0.25 - z * se, -0.25 + z * se))
+    # the same Welch t quantile as the absolute interval
+    q = stats.t.ppf(0.975, r["df"])
+    assert (r["rel_ci_low"], r["rel_ci_high"]) == pytest.approx((-0.25 - q * se, -0.25 + q * se))
+
+
+def test_relative_and_absolute_intervals_agree_at_small_n():
+    # small arms: a normal quantile made the relative CI exclude 0 while the absolute one did not
+    y_t = np.array([10.0, 20.0, 30.0, 25.0])
+    y_c = np.array([40.0, 60.0, 10.0, 50.0])
+    r = st.compare_means(y_t, y_c)
+    assert r["ci_low"] < 0 < r["ci_high"] and r["p_value"] > 0.05
+    assert r["rel_ci_low"] < 0 < r["rel_ci_high"]
+    q_abs = (r["ci_high"] - r["diff"]) / r["se"]
+    q_rel = (r["rel_ci_high"] - r["rel"]) / r["rel_se"]
+    assert q_rel == pytest.approx(q_abs) and q_rel > stats.norm.ppf(0.975) + 0.5
 
 
 def test_relative_lift_zero_control_is_nan():
