@@ -9,7 +9,8 @@ Conventions
 * Ids (customer, product, basket, store, campaign, coupon) are ``int64``. Sources whose
   ids are strings keep the original code in a descriptive column and map to integers.
 * ``timestamp`` is a naive ``datetime64[ns]``.
-* Discounts (``retail_discount``, ``coupon_discount``) are amounts taken off, >= 0 on a
+* Discounts (``retail_discount``, ``coupon_discount``, and a coupon's optional ``discount``)
+  are amounts taken off (currency, not shares of the price), >= 0 on a
   sale; ``sales_value`` is what the customer paid.
 * A line with negative ``quantity`` or negative ``sales_value`` is a *return*: it is kept
   and flagged by :func:`is_return`, never dropped.

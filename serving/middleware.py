@@ -58,6 +58,8 @@ class TailorMiddleware:
         self.app = app
         self.readiness = readiness
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        if token is None and os.environ.get(TOKEN_ENV) == "":
+            logger.warning("%s is set but empty: the API answers without a token", TOKEN_ENV)
         self._token_header = f"Bearer {self.token}".encode() if self.token else None
 
     async def __call__(self, scope, receive, send):
@@ -89,7 +91,10 @@ class TailorMiddleware:
     def _authorised(self, scope) -> bool:
         for k, v in scope["headers"]:
             if k == b"authorization":
-                return hmac.compare_digest(v, self._token_header)
+                scheme, _, token = v.strip().partition(b" ")
+                # the scheme is case-insensitive (RFC 7235); the token is compared in constant time
+                given = b"Bearer " + token.strip() if scheme.lower() == b"bearer" else v
+                return hmac.compare_digest(given, self._token_header)
         return False
 
     @staticmethod

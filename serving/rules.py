@@ -10,7 +10,9 @@ Vocabulary
 * candidate: a product the models suggest for a customer -- ``replenish`` (bought before,
   due again) or ``discover`` (new to the customer, bought by customers like them).
 * deal: a manufacturer coupon valid during its campaign's dates (``start <= day <= end``,
-  days as proleptic ordinals, :meth:`datetime.date.toordinal`).
+  days as proleptic ordinals, :meth:`datetime.date.toordinal`). Its ``discount`` is an
+  amount off the price (currency, as every discount of the data contract); an offer turns it
+  into a share of the product's price, at most 1 (:func:`coupon_share`).
 * discount depth: the share taken off the price, tiered by the customer's value tier.
 * expected value: purchase probability (raised by ``deal_lift`` when a deal or discount
   is attached) x price x (1 - discount); retention offers add a share of the spend they
@@ -129,6 +131,13 @@ def deal_on(deals: Sequence[Deal] | None, day: int) -> Deal | None:
             if best is None or ((d.discount or 0.0), d.end) > ((best.discount or 0.0), best.end):
                 best = d
     return best
+
+
+def coupon_share(amount: float | None, price: float) -> float | None:
+    """A coupon's amount off as a share of ``price`` (capped at 1); None when unknown."""
+    if amount is None or not math.isfinite(amount) or amount <= 0 or not price > 0:
+        return None
+    return min(1.0, amount / price)
 
 
 def is_below_zero(profile: Profile, rules: OfferRules) -> bool:
@@ -296,8 +305,9 @@ def rank_offers(
             if (deal is not None or c.kind == DISCOVER or rules.discount_replenish_without_deal)
             else 0.0
         )
-        if deal is not None and deal.discount is not None and discounts:
-            d = max(d, deal.discount) if not is_below_zero(profile, rules) else 0.0
+        share = coupon_share(deal.discount, products[c.product_id].price) if deal else None
+        if share is not None and discounts:
+            d = max(d, share) if not is_below_zero(profile, rules) else 0.0
         offers.append(make_offer(c, products[c.product_id], deal, d, rules))
     if discounts and needs_retention(profile, rules):
         replenish = [o for o in offers if o.kind == REPLENISH]

@@ -5,14 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Ids are stored as SQLite INTEGER (signed 64-bit).
 MAX_ID = 2**63 - 1
+#: Ids are JSON integers: strict, so ``true``, ``"1"`` and ``1.0`` are refused, not coerced.
 CustomerId = Annotated[
-    int, Field(ge=0, le=MAX_ID, description="the customer's (household's) id", examples=[1])
+    int,
+    Field(
+        ge=0, le=MAX_ID, strict=True, description="the customer's (household's) id", examples=[1]
+    ),
 ]
-ProductId = Annotated[int, Field(ge=0, le=MAX_ID, description="a product id")]
+ProductId = Annotated[int, Field(ge=0, le=MAX_ID, strict=True, description="a product id")]
 Kind = Literal["replenish", "discover", "retention"]
 EventType = Literal["viewed", "clicked", "redeemed", "purchased"]
 
@@ -29,12 +33,22 @@ class OfferContext(BaseModel):
         None,
         description="the day the offers are for (deals must be valid on it); default: the store's as-of date",
     )
-    store_id: int | None = Field(None, ge=0, le=MAX_ID, description="the store the customer is in")
+    store_id: int | None = Field(
+        None, ge=0, le=MAX_ID, strict=True, description="the store the customer is in"
+    )
     basket: list[ProductId] = Field(
         default_factory=list,
         max_length=500,
         description="product ids already in the current basket (never offered)",
     )
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_is_text(cls, v):
+        # pydantic would read a number as a Unix time; a date is written 2017-03-01
+        if isinstance(v, int | float):
+            raise ValueError("give the date as YYYY-MM-DD")
+        return v
 
 
 class OffersRequest(BaseModel):
@@ -43,7 +57,14 @@ class OffersRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: CustomerId
-    n: int = Field(10, ge=1, le=50, description="how many offers (1..50)")
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        strict=True,
+        description="how many offers; default and maximum from rules.toml (offers.default_n, "
+        "offers.max_n: 10 and 50 as shipped)",
+    )
     context: OfferContext | None = None
     experiment: str | None = Field(
         None,
@@ -127,13 +148,21 @@ class EventRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(
-        min_length=1, max_length=64, description="the request_id of the /offers response"
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="the request_id of the /offers response (or of a mailed list's row)",
     )
     customer_id: CustomerId
     product_id: ProductId
     type: EventType
     value: float | None = Field(
-        None, ge=-1e9, le=1e9, allow_inf_nan=False, description="e.g. the purchase amount"
+        None,
+        ge=0,
+        le=1e9,
+        allow_inf_nan=False,
+        strict=True,
+        description="e.g. the purchase amount (>= 0; a refund is not an event)",
     )
 
 

@@ -173,6 +173,22 @@ class Tailor:
             503, f"/{endpoint} is unavailable: " + "; ".join(missing), rid, missing=missing
         )
 
+    #: How far from the store's as-of date an offer date may be (a typo like 2999 is refused).
+    MAX_DAYS_FROM_AS_OF = 366
+
+    def _bad_offer_request(self, n, day) -> tuple[tuple[str, ...], str] | None:
+        """``(field path, message)`` when n or the date is outside what the rules allow."""
+        max_n = self.engine.config.rules.max_n
+        if n is not None and n > max_n:
+            return ("n",), f"n={n} is more than offers.max_n ({max_n}) in rules.toml"
+        as_of = self.engine.store.as_of
+        if day is not None and abs((day - as_of).days) > self.MAX_DAYS_FROM_AS_OF:
+            return ("context", "date"), (
+                f"date {day} is more than {self.MAX_DAYS_FROM_AS_OF} days from the store's "
+                f"as-of date {as_of}"
+            )
+        return None
+
     # ------------------------------------------------------------------ APIs
 
     @bentoml.api(route="/offers")
@@ -183,11 +199,17 @@ class Tailor:
             return resp
         try:
             ctx = request.context
+            n, day = request.n, ctx.date if ctx else None
+            if (bad := self._bad_offer_request(n, day)) is not None:
+                field, msg = bad
+                return _error(
+                    400, msg, rid, detail=[{"loc": [*field], "msg": msg, "type": "value_error"}]
+                )
             try:
                 lst = self.engine.offer_list(
                     request.customer_id,
-                    request.n,
-                    day=ctx.date if ctx else None,
+                    n if n is not None else self.engine.config.rules.default_n,
+                    day=day,
                     basket=ctx.basket if ctx else (),
                     experiment=request.experiment,
                 )

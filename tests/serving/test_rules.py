@@ -273,3 +273,25 @@ def test_replenish_reason_text():
 
 def test_rules_default_constructible():
     assert OfferRules().max_n == 50
+
+
+def test_a_coupon_amount_becomes_a_share_of_the_price():
+    from serving.rules import coupon_share
+
+    assert coupon_share(1.5, 3.0) == pytest.approx(0.5)
+    assert coupon_share(2.0, 1.0) == 1.0  # never more than the price
+    assert coupon_share(None, 3.0) is None and coupon_share(0.5, 0.0) is None
+    # $1.50 off the $3 milk: 50% off, not 150%
+    deals = {1: [Deal(70, 1, DAY - 5, DAY + 5, 1.5)]}
+    cands = [cand(1, p=0.9), cand(4, p=0.6)]
+    out = rank_offers(
+        cands,
+        products=PRODUCTS,
+        deals=deals,
+        day=DAY,
+        profile=Profile("regular", 50.0, 0.05),
+        rules=RULES,
+        n=5,
+    )
+    milk = next(o for o in out if o.product_id == 1)
+    assert milk.discount == pytest.approx(0.5) and 0 < milk.expected_value

@@ -135,6 +135,14 @@ def test_universal_control_gets_non_personalised_offers(client):
         ({"customer_id": 1, "colour": "red"}, "colour"),
         ({"customer_id": 1, "context": {"date": "not-a-date"}}, "date"),
         ({"customer_id": 1, "context": {"basket": ["x"]}}, "basket"),
+        # ids and n are strict JSON integers, a date is text, and near the store's as-of date
+        ({"customer_id": "1"}, "customer_id"),
+        ({"customer_id": True}, "customer_id"),
+        ({"customer_id": 1.0}, "customer_id"),
+        ({"customer_id": 1, "n": True}, "n"),
+        ({"customer_id": 1, "context": {"date": 1488326400}}, "date"),
+        ({"customer_id": 1, "context": {"date": "2999-01-01"}}, "date"),
+        ({"customer_id": 1, "context": {"date": "2015-03-01"}}, "date"),
     ],
 )
 def test_malformed_offers_requests_get_field_level_4xx(client, payload, field):
@@ -252,6 +260,31 @@ def test_no_model_registered(serving_dir, tiny_frames):
         )  # churn and value are there
 
 
+def test_n_default_and_maximum_come_from_the_rules(serving_dir, tiny_frames, monkeypatch):
+    rules = serving_dir.parent / "rules.toml"
+    from serving.config import DEFAULT_RULES
+
+    text = DEFAULT_RULES.read_text().replace("default_n = 10", "default_n = 2")
+    rules.write_text(text.replace("max_n = 50", "max_n = 4"))
+    monkeypatch.setenv("TAILOR_RULES", str(rules))
+    with _client(serving_dir, tiny_frames) as c:
+        assert len(c.post("/offers", json={"customer_id": 1}).json()["offers"]) == 2
+        assert len(c.post("/offers", json={"customer_id": 1, "n": 4}).json()["offers"]) == 4
+        r = c.post("/offers", json={"customer_id": 1, "n": 5})
+        assert r.status_code == 400 and "offers.max_n (4)" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"value": -5.0}, {"request_id": " "}, {"customer_id": True}, {"product_id": "101"}],
+)
+def test_malformed_events_are_refused(client, change):
+    ok = {"request_id": "a" * 32, "customer_id": 2, "product_id": 301, "type": "purchased"}
+    assert client.post("/events", json={**ok, "value": 3}).status_code == 200  # an int amount
+    r = client.post("/events", json={**ok, **change})
+    assert r.status_code == 400, r.text
+
+
 def test_bearer_token(serving_dir, tiny_frames, monkeypatch):
     monkeypatch.setenv("TAILOR_API_TOKEN", "s3cret")
     with _client(serving_dir, tiny_frames) as c:
@@ -270,6 +303,10 @@ def test_bearer_token(serving_dir, tiny_frames, monkeypatch):
             ).status_code
             == 200
         )
+        for header in ("bearer s3cret", "BEARER  s3cret ", "Basic s3cret", "s3cret"):
+            want = 401 if header.split()[0] in ("Basic", "s3cret") else 200  # RFC 7235
+            r = c.post("/offers", json={"customer_id": 1}, headers={"Authorization": header})
+            assert r.status_code == want, header
 
 
 def test_openapi_page_documents_the_endpoints(client):
