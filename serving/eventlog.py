@@ -238,6 +238,11 @@ def _forget_journal(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("DELETE FROM journal_progress WHERE journal = ?", (path.name,))
 
 
+#: Journals are created as ``.<name>.<TMP_SUFFIX>`` and renamed once locked.
+TMP_SUFFIX = "creating"
+STALE_TMP_SECONDS = 60.0
+
+
 def recover_journals(log_path: str | Path, conn: sqlite3.Connection | None = None) -> int:
     """Move and delete the journals of processes that are gone (their ``flock`` is free); returns lines moved."""
     d = journal_dir(log_path)
@@ -261,6 +266,12 @@ def recover_journals(log_path: str | Path, conn: sqlite3.Connection | None = Non
                 _forget_journal(conn, path)
             finally:
                 os.close(fd)
+        for tmp in d.glob(f".*.{TMP_SUFFIX}"):  # left by a crash between create and rename
+            try:
+                if time.time() - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+                    tmp.unlink()
+            except FileNotFoundError:
+                pass
         known = {p.name for p in d.glob("*.jsonl")}
         for (name,) in conn.execute("SELECT journal FROM journal_progress").fetchall():
             if name not in known:
@@ -344,8 +355,12 @@ class ExposureJournal:
         d = journal_dir(self.log_path)
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / f"exposures-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # created under a name recovery ignores, locked, then renamed: a journal is never seen
+        # unlocked, so another process's recovery cannot take it for a dead one and delete it
+        tmp = d / f".{self.path.name}.{TMP_SUFFIX}"
+        self._fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # marks the journal as owned by a live process
+        os.rename(tmp, self.path)
         self._conn = connect(self.log_path, synchronous, busy_timeout_ms)
         self._move_lock = threading.Lock()
         self._stop = threading.Event()

@@ -257,3 +257,51 @@ def test_journal_mover_runs_niced_without_renicing_the_process(tmp_path):
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
     finally:
         log.close()
+
+
+def test_recovery_while_a_journal_is_being_created_loses_nothing(tmp_path, monkeypatch):
+    """Another worker's start-up recovery runs between the journal's creation and its lock
+    (the moment a crash-free race can hit): the new journal must survive and be moved."""
+    import fcntl
+
+    import serving.eventlog as el
+
+    path = tmp_path / "log.sqlite"
+    EventLog(path).close()  # the tables exist, as when a first worker has started
+    real = fcntl.flock
+
+    def flock_after_a_rival_recovery(fd, op):
+        if op == fcntl.LOCK_EX:  # the journal's own blocking lock (recovery uses LOCK_NB)
+            el.recover_journals(path)
+        return real(fd, op)
+
+    monkeypatch.setattr(el.fcntl, "flock", flock_after_a_rival_recovery)
+    log = EventLog(path, journal=True, flush_interval=60)
+    monkeypatch.setattr(el.fcntl, "flock", real)
+    assert log.journal.path.exists()
+
+    async def main():
+        for c in (1, 2, 3):
+            await log.append_exposures_async(
+                exposure_rows(f"r{c}", "t", c, "e", "a", [(5, "discover", 0.1, 0.0)])
+            )
+
+    asyncio.run(main())
+    log.flush()
+    assert log.counts()["exposures"] == 3
+    log.close()
+
+
+def test_recovery_removes_only_stale_half_created_journals(tmp_path):
+    from serving.eventlog import TMP_SUFFIX, journal_dir, recover_journals
+
+    path = tmp_path / "log.sqlite"
+    EventLog(path).close()
+    d = journal_dir(path)
+    d.mkdir(exist_ok=True)
+    fresh, stale = d / f".a.jsonl.{TMP_SUFFIX}", d / f".b.jsonl.{TMP_SUFFIX}"
+    fresh.write_bytes(b"")
+    stale.write_bytes(b"")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    recover_journals(path)
+    assert fresh.exists() and not stale.exists()
