@@ -68,8 +68,8 @@ def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
 
 
 def without_forgotten(tables: Tables) -> Tables:
-    """The tables without the customers erased by `tailor forget`: what `data load` and
-    `tailor run` save, so that reloading a source does not bring them back."""
+    """The tables without the customers erased by `tailor forget`: what `data load` saves
+    and :func:`load_for_command` returns, so no command brings them back."""
     from serving.privacy import forgotten_ids
 
     ids = set(tables.transactions["customer_id"].unique())
@@ -80,33 +80,6 @@ def without_forgotten(tables: Tables) -> Tables:
         return tables
     out = tables.subset_customers(sorted(ids - gone))
     out.notes = [*tables.notes, f"{len(gone):,} erased customer(s) left out (`tailor forget`)"]
-    return out
-
-
-def drop_forgotten(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Feature frames without the customers erased by `tailor forget` (suppression list)."""
-    from serving.privacy import forgotten_ids
-
-    ids: set[int] = set()
-    for df in frames.values():
-        if df.index.name == "customer_id":
-            ids |= set(df.index)
-        elif "customer_id" in df.columns:
-            ids |= set(df["customer_id"].unique())
-    gone = forgotten_ids(ids, get_settings().serving_dir)
-    if not gone:
-        return frames
-    out = {}
-    for name, df in frames.items():
-        if df.index.name == "customer_id":
-            kept = df[~df.index.isin(gone)]
-        elif "customer_id" in df.columns:
-            kept = df[~df["customer_id"].isin(gone)]
-        else:
-            kept = df
-        kept.attrs = dict(df.attrs)
-        out[name] = kept
-    logger.info("left out %d erased customer(s) from the features", len(gone))
     return out
 
 
@@ -125,13 +98,13 @@ def source_dir(source: str) -> Path:
 
 def load_for_command(source: str, path: Path | None = None, mapping: Path | None = None) -> Tables:
     """Tables of a source: the saved copy from `tailor data load` if any (and no --path was
-    given), else the source loaded fresh."""
+    given), else the source loaded fresh; customers erased by `tailor forget` left out."""
     from features.sources import load_source
 
     saved = source_dir(source)
     if path is None and (saved / "transactions.parquet").exists():
-        return load_tables(saved)
-    return load_source(source, **source_options(source, path, mapping))
+        return without_forgotten(load_tables(saved))
+    return without_forgotten(load_source(source, **source_options(source, path, mapping)))
 
 
 def _fail(exc: Exception) -> None:
@@ -270,7 +243,7 @@ def features_build(
                 task, description=f"features: {step}", advance=0 if step == steps[0] else 1
             )
 
-        frames = drop_forgotten(build_all(tables, cutoff, progress=tick))
+        frames = build_all(tables, cutoff, progress=tick)
         progress.update(task, completed=len(steps))
     out = out or get_settings().data_dir / "features" / source / cutoff.strftime("%Y-%m-%d")
     write_features(frames, out)

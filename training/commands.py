@@ -103,12 +103,12 @@ def default_as_of(tables: Tables) -> pd.Timestamp:
 
 
 def _load(source: str, path: Path | None = None, mapping: Path | None = None) -> Tables:
-    from features.cli import load_for_command, without_forgotten
+    from features.cli import load_for_command
     from features.contract import ContractError
 
     with console.status(f"loading {source} ..."):
         try:
-            return without_forgotten(load_for_command(source, path, mapping))
+            return load_for_command(source, path, mapping)
         except (ContractError, FileNotFoundError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--source / --path") from exc
 
@@ -651,14 +651,14 @@ def run(
     exists and no --path is given; then the saved copy is used.
     """
     from features.build import build_all, write_features
-    from features.cli import drop_forgotten, source_dir
+    from features.cli import source_dir
     from features.config import get_settings
     from features.contract import save_tables
 
     t0 = time.perf_counter()
     saved = source_dir(source) / "transactions.parquet"
     fresh = path is not None or not saved.exists()
-    tables = _load(source, path, mapping)  # erased customers left out
+    tables = _load(source, path, mapping)
     if fresh:
         save_tables(tables, source_dir(source), {"source": source})
     console.print(
@@ -667,7 +667,7 @@ def run(
     )
     as_of = default_as_of(tables)
     with console.status(f"building features as of {as_of.date()} ..."):
-        frames = drop_forgotten(build_all(tables, as_of))
+        frames = build_all(tables, as_of)
         out = get_settings().data_dir / "features" / source / as_of.strftime("%Y-%m-%d")
         write_features(frames, out)
     console.print(f"[green]2/4[/] features as of {as_of.date()} -> {out}")

@@ -79,17 +79,25 @@ def experiment_id(name: str) -> str:
     return c.create_experiment(name, artifact_location=location)
 
 
-def data_fingerprint(tables) -> str:
-    """A short hash of the training data (row counts, date range, totals) to log with each run."""
-    tx = tables.transactions
-    parts = {name: len(df) for name, df in tables.items()} | {
+def _transactions_summary(tx: pd.DataFrame) -> dict:
+    """Date range and totals of transactions: what the data hashes below are made of."""
+    return {
         "first": str(tx["timestamp"].min()),
         "last": str(tx["timestamp"].max()),
         "sales": round(float(tx["sales_value"].sum()), 2),
         "customers": int(tx["customer_id"].nunique()),
         "id_sum": int(tx["customer_id"].sum() % 1_000_000_007),
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _short_hash(parts: dict, n: int) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def data_fingerprint(tables) -> str:
+    """A short hash of the training data (row counts, date range, totals) to log with each run."""
+    parts = {name: len(df) for name, df in tables.items()}
+    return _short_hash(parts | _transactions_summary(tables.transactions), 16)
 
 
 def validation_split(tables, cutoff, end) -> str:
@@ -99,16 +107,11 @@ def validation_split(tables, cutoff, end) -> str:
     refresh) keeps the split, another source or an edited past does not."""
     tx = tables.transactions
     tx = tx[tx["timestamp"] < pd.Timestamp(end)]
-    parts = {
+    parts = _transactions_summary(tx) | {
         "rows": len(tx),
-        "first": str(tx["timestamp"].min()),
-        "last": str(tx["timestamp"].max()),
-        "sales": round(float(tx["sales_value"].sum()), 2),
-        "id_sum": int(tx["customer_id"].sum() % 1_000_000_007),
         "product_sum": int(tx["product_id"].sum() % 1_000_000_007),
     }
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{pd.Timestamp(cutoff).date()}/{digest}"
+    return f"{pd.Timestamp(cutoff).date()}/{_short_hash(parts, 12)}"
 
 
 def _flat_params(config) -> dict[str, str]:
@@ -263,18 +266,11 @@ def log_evaluation(evaluation: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------- registry
 
 
-def _version_value(c: MlflowClient, name: str, version: str) -> float | None:
-    """The version's validation value; None when it has none or it is not a number (NaN)."""
-    mv = c.get_model_version(name, version)
-    raw = mv.tags.get("validation_value")
-    if raw is None:
-        return None
-    value = float(raw)
-    return value if np.isfinite(value) else None
-
-
-def _version_tag(c: MlflowClient, name: str, version: str, tag: str) -> str | None:
-    return c.get_model_version(name, version).tags.get(tag)
+def _validation(c: MlflowClient, name: str, version: str) -> tuple[float | None, str | None]:
+    """The version's validation value (None when it has none or it is NaN) and split tag."""
+    tags = c.get_model_version(name, version).tags
+    value = float(tags.get("validation_value", "nan"))
+    return (value if np.isfinite(value) else None), tags.get("validation_split")
 
 
 def current_champion(family: str) -> str | None:
@@ -311,7 +307,7 @@ def promote_if_better(
     c = client()
     name = model_name(family)
     version = str(version)
-    new = _version_value(c, name, version)
+    new, split_new = _validation(c, name, version)
     cur = current_champion(family)
     if cur == version:
         return False, f"version {version} is already the champion"
@@ -322,9 +318,7 @@ def promote_if_better(
         kept = f"champion v{cur} kept" if cur is not None else "no champion set"
         return False, f"v{version} has no valid validation value; {kept}"
     elif cur is not None:
-        old = _version_value(c, name, cur)
-        split_new = _version_tag(c, name, version, "validation_split")
-        split_old = _version_tag(c, name, cur, "validation_split")
+        old, split_old = _validation(c, name, cur)
         if old is None:
             why = f"champion v{cur} has no valid validation value"
         elif split_new and split_old and split_new != split_old:
