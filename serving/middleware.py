@@ -3,7 +3,9 @@
 * Every HTTP response carries ``X-Request-ID``; the API handlers use the same id (a
   context variable set here), so the id in an /offers body, its exposures and its
   header agree.
-* 5xx bodies (ours or BentoML's) get the request id added and never a stack trace.
+* 5xx bodies (ours or BentoML's) get the request id added and never a stack trace; 4xx
+  JSON bodies (BentoML's validation errors, ours) keep what they say and get the request id
+  added too, so a client can quote it for any failed call.
 * ``TAILOR_API_TOKEN`` set: /offers, /scores and /events need ``Authorization: Bearer
   <token>`` (401 otherwise); health, readiness, docs and metrics stay open.
 * ``GET /readyz`` answers from the service's own readiness (models and store loaded),
@@ -109,7 +111,7 @@ class TailorMiddleware:
                 ]
                 headers.append((b"x-request-id", rid_b))
                 message = {**message, "headers": headers}
-                if message["status"] >= 500:
+                if message["status"] >= 400:
                     state["error"], state["start"] = True, message
                     return
                 return await send(message)
@@ -124,12 +126,20 @@ class TailorMiddleware:
 
 
 async def _send_error(send, start: dict, body: bytes, rid: str) -> None:
-    """Re-send a 5xx with the request id in a JSON body (the original text only if it is our JSON)."""
+    """Re-send an error with the request id in its JSON body.
+
+    A 5xx keeps its body only if it is a JSON object (never a traceback); a 4xx that is not
+    a JSON object (a plain 404, say) is passed on unchanged, with the id in its header.
+    """
     try:
         parsed = json.loads(body) if body else {}
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict):
+        if start["status"] < 500:
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return
         parsed = {"error": "internal error; quote the request id when reporting it"}
     parsed["request_id"] = rid
     data = json.dumps(parsed).encode()

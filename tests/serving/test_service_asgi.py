@@ -150,6 +150,9 @@ def test_malformed_offers_requests_get_field_level_4xx(client, payload, field):
     assert r.status_code == 400, r.text
     body = r.json()
     assert any(field in map(str, d["loc"]) for d in body["detail"]), body
+    # the id a client quotes is in the body as well as the header
+    assert body["request_id"] == r.headers["x-request-id"]
+    assert int(r.headers["content-length"]) == len(r.content)
 
 
 def test_invalid_json_and_unknown_experiment(client):
@@ -341,3 +344,31 @@ def test_middleware_adds_request_id_to_any_5xx():
         assert "secret" not in r.text and int(r.headers["content-length"]) == len(r.content)
         r = c.get("/ok")
         assert r.text == "fine" and len(r.headers["x-request-id"]) == 32
+
+
+def test_middleware_adds_request_id_to_4xx_json_and_passes_other_4xx_unchanged():
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from serving.middleware import TailorMiddleware
+
+    async def bad(request):
+        return JSONResponse({"detail": [{"loc": ["n"]}], "error": "n too big"}, status_code=422)
+
+    async def gone(request):
+        return PlainTextResponse("no such page", status_code=410)
+
+    app = TailorMiddleware(Starlette(routes=[Route("/bad", bad), Route("/gone", gone)]), token="")
+    with TestClient(app) as c:
+        r = c.get("/bad")
+        assert r.status_code == 422 and r.json() == {
+            "detail": [{"loc": ["n"]}],
+            "error": "n too big",
+            "request_id": r.headers["x-request-id"],
+        }
+        r = c.get("/gone")
+        assert r.status_code == 410 and r.text == "no such page"
+        assert len(r.headers["x-request-id"]) == 32
+        r = c.get("/missing")  # starlette's own 404
+        assert r.status_code == 404 and len(r.headers["x-request-id"]) == 32
