@@ -24,6 +24,8 @@ from rich.table import Table
 
 from campaigns import analysis, design, io
 from campaigns.analysis import CampaignDataError
+from campaigns.report import fmt as _f
+from campaigns.report import fmt_ci
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +102,10 @@ def _write_failed(what: str, path: Path, exc: OSError) -> typer.Exit:
     return _fail(f"cannot write the {what} to {str(path)!r}: {reason}")
 
 
-def _f(x, kind: str = "num") -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return ""
-    if kind == "pct":
-        return f"{x:.2%}"
-    if kind == "p":
-        return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
-    return f"{x:.4g}"
+def _with_ci(x, low, high, kind: str) -> str:
+    """``estimate [low, high]``; ``n/a`` when the estimate is undefined (a zero control mean)."""
+    est = _f(x, kind)
+    return f"{est} {fmt_ci(low, high, kind)}" if est else "n/a"
 
 
 def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
@@ -152,12 +150,8 @@ def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
                 f"{escape(str(r['arm']))}{' (control)' if ctl else ''}",
                 f"{int(r['n']):,}",
                 _f(r["mean"], k),
-                ""
-                if ctl
-                else f"{_f(r['abs_lift'], k)} [{_f(r['abs_ci_low'], k)}, {_f(r['abs_ci_high'], k)}]",
-                ""
-                if ctl
-                else f"{_f(r['rel_lift'], 'pct')} [{_f(r['rel_ci_low'], 'pct')}, {_f(r['rel_ci_high'], 'pct')}]",
+                "" if ctl else _with_ci(r["abs_lift"], r["abs_ci_low"], r["abs_ci_high"], k),
+                "" if ctl else _with_ci(r["rel_lift"], r["rel_ci_low"], r["rel_ci_high"], "pct"),
                 _f(r["p_value"], "p"),
                 _f(r["p_value_holm"], "p") + (" *" if sig else ""),
             ]
@@ -228,12 +222,12 @@ def _print_uplift(console: Console, rep) -> None:
         table.add_row(
             escape(str(r["model"])),
             _f(r["qini"]),
-            f"[{_f(r.get('qini_ci_low'))}, {_f(r.get('qini_ci_high'))}]",
+            fmt_ci(r.get("qini_ci_low"), r.get("qini_ci_high")),
             _f(r["auuc"]),
             _f(r["auuc_random"]),
             _f(r.get("uplift_at_10")),
             _f(r.get("uplift_at_30")),
-            f"[{_f(r.get('uplift_at_30_vs_random_ci_low'))}, {_f(r.get('uplift_at_30_vs_random_ci_high'))}]",
+            fmt_ci(r.get("uplift_at_30_vs_random_ci_low"), r.get("uplift_at_30_vs_random_ci_high")),
         )
     console.print(table)
     console.print(

@@ -46,7 +46,8 @@ def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _fmt(x, kind: str = "num") -> str:
+def fmt(x, kind: str = "num") -> str:
+    """A number for a table cell ("" when missing); kinds: num, pct, p, money."""
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return ""
     if kind == "pct":
@@ -58,7 +59,13 @@ def _fmt(x, kind: str = "num") -> str:
     return f"{x:.4g}"
 
 
-def _value_fmt(kind: str) -> str:
+def fmt_ci(low, high, kind: str = "num") -> str:
+    """``[low, high]``, or ``n/a`` when the interval could not be computed (e.g. a zero control mean)."""
+    lo, hi = fmt(low, kind), fmt(high, kind)
+    return f"[{lo}, {hi}]" if lo and hi else "n/a"
+
+
+def _valuefmt(kind: str) -> str:
     return "pct" if kind == "rate" else "num"
 
 
@@ -149,17 +156,17 @@ def _results_table(result: AnalysisResult) -> str:
     rows = []
     for metric in result.metrics:
         for _, r in t[t["metric"] == metric].iterrows():
-            f = _value_fmt(r["kind"])
+            f = _valuefmt(r["kind"])
             cls = ' class="sig"' if r["significant"] is True else ""
             rows.append(
                 f"<tr{cls}><td class=l>{html.escape(metric)}</td><td class=l>{html.escape(str(r['arm']))}"
                 f"{' (control)' if r['is_control'] else ''}</td><td class=l>{r['adjustment']}</td>"
-                f"<td>{int(r['n']):,}</td><td>{_fmt(r['mean'], f)}</td>"
-                f"<td>[{_fmt(r['mean_ci_low'], f)}, {_fmt(r['mean_ci_high'], f)}]</td>"
-                f"<td>{_fmt(r['abs_lift'], f)}</td><td>{'' if r['is_control'] else '[' + _fmt(r['abs_ci_low'], f) + ', ' + _fmt(r['abs_ci_high'], f) + ']'}</td>"
-                f"<td>{_fmt(r['rel_lift'], 'pct')}</td><td>{'' if r['is_control'] else '[' + _fmt(r['rel_ci_low'], 'pct') + ', ' + _fmt(r['rel_ci_high'], 'pct') + ']'}</td>"
-                f"<td>{_fmt(r['p_value'], 'p')}</td><td>{_fmt(r['p_value_holm'], 'p')}</td>"
-                f"<td>{_fmt(r['variance_reduction'], 'pct')}</td></tr>"
+                f"<td>{int(r['n']):,}</td><td>{fmt(r['mean'], f)}</td>"
+                f"<td>{fmt_ci(r['mean_ci_low'], r['mean_ci_high'], f)}</td>"
+                f"<td>{fmt(r['abs_lift'], f)}</td><td>{'' if r['is_control'] else fmt_ci(r['abs_ci_low'], r['abs_ci_high'], f)}</td>"
+                f"<td>{fmt(r['rel_lift'], 'pct')}</td><td>{'' if r['is_control'] else fmt_ci(r['rel_ci_low'], r['rel_ci_high'], 'pct')}</td>"
+                f"<td>{fmt(r['p_value'], 'p')}</td><td>{fmt(r['p_value_holm'], 'p')}</td>"
+                f"<td>{fmt(r['variance_reduction'], 'pct')}</td></tr>"
             )
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -174,7 +181,7 @@ def _frame_table(frame: pd.DataFrame, money: set[str] | None = None) -> str:
             if isinstance(v, str):
                 cells.append(f"<td class=l>{html.escape(v)}</td>")
             else:
-                cells.append(f"<td>{_fmt(v, 'money' if c in money else 'num')}</td>")
+                cells.append(f"<td>{fmt(v, 'money' if c in money else 'num')}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 

@@ -1,4 +1,4 @@
-"""One interface per kind of model (STYLE.md #3).
+"""One interface per kind of model (../shared/STYLE.md #3).
 
 Every ranker -- baselines included -- is fitted as of a cutoff and recommends for one
 customer id or a batch, so evaluation and serving never special-case a model.

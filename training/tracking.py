@@ -1,4 +1,4 @@
-"""MLflow helpers: tracking, the model registry and the ``champion`` alias (STYLE.md #9).
+"""MLflow helpers: tracking, the model registry and the ``champion`` alias (../shared/STYLE.md #9).
 
 All MLflow calls of the project live here. Default store: a local SQLite database plus a
 local artifact folder under the settings' home; ``MLFLOW_TRACKING_URI`` points elsewhere.

@@ -314,3 +314,30 @@ def test_design_zero_baseline_relative_mde_exits_2():
     )
     assert res.exit_code == 2
     assert "a relative mde needs a positive baseline" in res.output.replace("\n", "")
+
+
+def test_interval_that_cannot_be_computed_prints_n_a(tmp_path):
+    # a control arm that never converts: the relative lift and its interval are undefined
+    df = pd.DataFrame(
+        {"arm": ["mail"] * 6 + ["control"] * 6, "conversion": [1, 0, 1, 1, 0, 1] + [0] * 6}
+    )
+    path = tmp_path / "zero.csv"
+    df.to_csv(path, index=False)
+    report = tmp_path / "r.html"
+    res = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(path),
+            "--control",
+            "control",
+            "--metrics",
+            "conversion",
+            "--no-uplift",
+            "--report",
+            str(report),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "n/a" in res.stdout and "[, ]" not in res.stdout
+    assert "[, ]" not in report.read_text()
