@@ -96,10 +96,15 @@ def _write_json(path: Path, payload: dict) -> None:
     )
 
 
-def _write_failed(what: str, path: Path, exc: OSError) -> typer.Exit:
-    """The exit for an output file that cannot be written (a directory, no permission, ...)."""
-    reason = exc.strerror or str(exc)
-    return _fail(f"cannot write the {what} to {str(path)!r}: {reason}")
+def _write_output(console: Console, what: str, path: Path, write) -> None:
+    """Run ``write()`` and say where ``what`` went; exit 2 with the reason if the file cannot be
+    written (a directory, no permission, ...)."""
+    try:
+        write()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise _fail(f"cannot write the {what} to {str(path)!r}: {reason}") from None
+    console.print(f"{what[0].upper()}{what[1:]}: {escape(str(path))}")
 
 
 def _with_ci(x, low, high, kind: str) -> str:
@@ -350,25 +355,22 @@ def analyze(
     if uplift_reports:
         payload["uplift"] = [r.to_dict() for r in uplift_reports]
     if json_path is not None:
-        try:
-            _write_json(json_path, payload)
-        except OSError as exc:
-            raise _write_failed("JSON summary", json_path, exc) from None
-        console.print(f"JSON summary: {escape(str(json_path))}")
+        _write_output(console, "JSON summary", json_path, lambda: _write_json(json_path, payload))
     if report is not None:
         from campaigns.report import write_report
 
-        try:
-            write_report(
+        _write_output(
+            console,
+            "HTML report",
+            report,
+            lambda: write_report(
                 report,
                 result,
                 uplift_reports or None,
                 title=f"Campaign analysis: {input.name}",
                 source=str(input),
-            )
-        except OSError as exc:
-            raise _write_failed("HTML report", report, exc) from None
-        console.print(f"HTML report: {escape(str(report))}")
+            ),
+        )
 
 
 def _fit_uplift(console, df, result, outcome, features_text, discount_column, seed):
@@ -632,8 +634,5 @@ def uplift_cmd(
     for rep in reports:
         _print_uplift(console, rep)
     if json_path is not None:
-        try:
-            _write_json(json_path, {"input": str(input), "reports": [r.to_dict() for r in reports]})
-        except OSError as exc:
-            raise _write_failed("JSON summary", json_path, exc) from None
-        console.print(f"JSON summary: {escape(str(json_path))}")
+        payload = {"input": str(input), "reports": [r.to_dict() for r in reports]}
+        _write_output(console, "JSON summary", json_path, lambda: _write_json(json_path, payload))
