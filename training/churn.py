@@ -18,8 +18,9 @@ per 30 days of tenure so that rows from early and late cutoffs are comparable.
 Calibration is cross-fitted: customers are split into ``calibration_folds`` groups; each
 fold model is trained on the other groups and scored on its own, a Platt (or isotonic)
 map is fitted on those out-of-fold scores, and a prediction is the mean of the fold
-models' calibrated probabilities. Out-of-fold labels and probabilities are kept in the
-model (``calibration_``) for the reliability plot.
+models' calibrated probabilities. Out-of-fold labels and probabilities (each fold calibrated
+by a map fitted on the other folds) are kept in the model (``oof_``) for the reliability
+plot.
 
 Reasons come from LightGBM's own SHAP contributions (``pred_contrib=True``), averaged
 over the fold models: the features pushing a customer's churn log-odds up the most,
@@ -511,7 +512,8 @@ class CalibratedBooster:
         Fitted on the out-of-fold raw scores.
     oof_ : pd.DataFrame
         ``y``, ``raw``, ``p`` of the training rows, each scored by the fold model that did
-        not see its customer (``p`` calibrated): the reliability plot's data.
+        not see its customer, ``p`` calibrated by a map fitted on the other folds: the
+        reliability plot's data.
     feature_names_ : list[str]
     """
 
@@ -530,12 +532,22 @@ class CalibratedBooster:
         self.feature_names_ = list(X.columns)
         raw = np.zeros(len(y))
         self.boosters_ = []
-        for tr, te in GroupKFold(n_splits=self.folds).split(X, y, groups):
+        splits = list(GroupKFold(n_splits=self.folds).split(X, y, groups))
+        for tr, te in splits:
             clf = lgb.LGBMClassifier(**self.params).fit(X.iloc[tr], y[tr])
             self.boosters_.append(clf.booster_)
             raw[te] = clf.booster_.predict(X.iloc[te], raw_score=True)
         self.calibrator_ = _Calibrator(self.calibration).fit(raw, y)
-        self.oof_ = pd.DataFrame({"y": y, "raw": raw, "p": self.calibrator_.transform(raw)})
+        # the reliability plot's probabilities: each fold calibrated by a map fitted on the
+        # other folds, so neither the booster nor the map has seen the row it scores (a map
+        # fitted on all rows would match the base rate, and isotonic every bin, by design)
+        p = np.zeros(len(y))
+        for tr, te in splits:
+            if len(np.unique(y[tr])) < 2:
+                p[te] = self.calibrator_.transform(raw[te])
+                continue
+            p[te] = _Calibrator(self.calibration).fit(raw[tr], y[tr]).transform(raw[te])
+        self.oof_ = pd.DataFrame({"y": y, "raw": raw, "p": p})
         return self
 
     def _frame(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -156,7 +156,12 @@ def value_tiers(df: pd.DataFrame, config: TierConfig | None = None) -> pd.DataFr
        group's wallet, the ``wallet_quantile`` quantile of current spend among customers of
        the same ``peer_group``) or ``breadth_share`` (categories bought / the peer group's
        ``wallet_quantile`` quantile of ``n_categories``) below ``growable_max_wallet_share``.
+       A share whose reference is 0 or unknown (no ``n_categories``, NaN) is not low.
     4. ``standard``: everyone else.
+
+    Tiers 2 and 3 need ``predicted_value > 0``, so ties at zero are never ranked by row order.
+    Quantiles and shares are taken over the rows passed: tier a whole population, not a
+    sample of it.
 
     Parameters
     ----------
@@ -186,25 +191,29 @@ def value_tiers(df: pd.DataFrame, config: TierConfig | None = None) -> pd.DataFr
     )
     spend = df["current_spend"].clip(lower=0).astype("float64")
     wallet = spend.groupby(groups).transform(lambda s: s.quantile(cfg.wallet_quantile))
-    wallet_share = (spend / wallet.where(wallet > 0)).clip(upper=1.0).fillna(0.0)
+    # a share is undefined (NaN) when its peer group's reference is 0 or the breadth is unknown
+    # (no products table); an undefined share is not a low one
+    wallet_share = (spend / wallet.where(wallet > 0)).clip(upper=1.0)
+    low_share = wallet_share < cfg.growable_max_wallet_share
     if "n_categories" in df.columns:
-        cats = df["n_categories"].fillna(0).astype("float64")
+        cats = df["n_categories"].astype("float64")
         top_cats = cats.groupby(groups).transform(lambda s: s.quantile(cfg.wallet_quantile))
-        breadth_share = (cats / top_cats.where(top_cats > 0)).clip(upper=1.0).fillna(0.0)
-        low_share = (wallet_share < cfg.growable_max_wallet_share) | (
-            breadth_share < cfg.growable_max_wallet_share
-        )
+        breadth_share = (cats / top_cats.where(top_cats > 0)).clip(upper=1.0)
+        low_share |= breadth_share < cfg.growable_max_wallet_share
     else:
         breadth_share = pd.Series(np.nan, index=df.index)
-        low_share = wallet_share < cfg.growable_max_wallet_share
 
     value = df["predicted_value"].astype("float64")
     net_margin = cfg.gross_margin_rate * sales.astype("float64") - df["discount_cost"]
     below_zero = (net_margin < 0).to_numpy()
-    top = _top_share_mask(value, cfg.most_valuable_share)
+    # no value, no tier: a zero forecast is neither most valuable nor growable (ties at 0)
+    positive = (value > 0).to_numpy()
+    top = _top_share_mask(value, cfg.most_valuable_share) & positive
     growable = (
-        value >= value.quantile(cfg.growable_min_value_quantile)
-    ).to_numpy() & low_share.to_numpy()
+        (value >= value.quantile(cfg.growable_min_value_quantile)).to_numpy()
+        & low_share.to_numpy()
+        & positive
+    )
     tier = np.select(
         [below_zero, top, growable], ["below_zero", "most_valuable", "most_growable"], "standard"
     )
@@ -224,7 +233,8 @@ def value_trend_grid(df: pd.DataFrame, config: TierConfig | None = None) -> pd.D
     """Place each customer in the 3 x 3 value x trend grid and give the cell's treatment.
 
     Value class by ``predicted_value`` rank: the top ``high_value_share`` (20%) are
-    ``high``, the bottom ``low_value_share`` (50%) ``low``, the rest ``mid``. Trend by
+    ``high``, the bottom ``low_value_share`` (50%) ``low``, the rest ``mid``; a value of 0
+    or less is always ``low``. Trend by
     ``spend_trend`` (spend of the last 60 days over the 60 before, smoothed): at least
     ``growing_trend`` (1.2) is ``growing``, at most ``declining_trend`` (0.8) ``declining``,
     otherwise ``stable``.
@@ -258,8 +268,8 @@ def value_trend_grid(df: pd.DataFrame, config: TierConfig | None = None) -> pd.D
     cfg = config or TierConfig()
     _require(df, ("predicted_value", "spend_trend"), "value_trend_grid")
     value = df["predicted_value"].astype("float64")
-    high = _top_share_mask(value, cfg.high_value_share)
-    low = _top_share_mask(-value, cfg.low_value_share) & ~high
+    high = _top_share_mask(value, cfg.high_value_share) & (value > 0).to_numpy()
+    low = (_top_share_mask(-value, cfg.low_value_share) | (value <= 0).to_numpy()) & ~high
     value_class = np.select([high, low], ["high", "low"], "mid")
     trend_v = df["spend_trend"].to_numpy("float64")
     trend = np.select(

@@ -352,7 +352,9 @@ class ValueModel:
         cutoff : timestamp-like
             Usually the fit cutoff; the BG/NBD model fitted then scores later cutoffs too.
         customer_ids : array-like, optional
-            Default: every customer with a purchase before ``cutoff``.
+            Default: every customer with a purchase before ``cutoff``. Tiers and grid cells
+            are relative to the customers scored (top 20%, peer-group wallets), so score the
+            whole population to tier it.
 
         Returns
         -------
@@ -375,7 +377,10 @@ class ValueModel:
         spend = self.predict_spend(X)
         out = pd.DataFrame(index=ids)
         out["expected_spend_90d"] = spend
-        out["clv_1y"] = spend + self._clv_after_first_quarter(tables, cutoff, ids)
+        # months 1-3 are the spend forecast, discounted like months 4-12 (one third a month)
+        rate = self.pvm_._config().discount_rate
+        first_quarter = np.mean([(1 + rate) ** -m for m in (1, 2, 3)])
+        out["clv_1y"] = spend * first_quarter + self._clv_after_first_quarter(tables, cutoff, ids)
         out["p_alive"] = X["bg_p_alive"].to_numpy()
         recent = _recent_discounts(tables, cutoff, ids, cfg.horizon_days)
         stage = demographic_features(tables, ids)["lifecycle_stage"]
@@ -386,7 +391,8 @@ class ValueModel:
                 "sales": recent["sales"].to_numpy(),
                 "discount_cost": recent["discount_cost"].clip(lower=0).to_numpy(),
                 "peer_group": stage.to_numpy(),
-                "n_categories": X["n_categories"].fillna(0.0).to_numpy(),
+                # NaN without a products table: breadth is then unknown, not low
+                "n_categories": X["n_categories"].to_numpy(),
                 "spend_trend": X["spend_trend"].fillna(1.0).to_numpy(),
             },
             index=ids,
@@ -413,7 +419,11 @@ class ValueModel:
         if ok.any():
             s = s[ok]
             args = (pvm.bgf_, s["frequency"], s["recency"], s["T"], s["monetary_value"])
-            kw = {"discount_rate": cfg.discount_rate, "freq": cfg.freq}
+            kw = {
+                "discount_rate": cfg.discount_rate,
+                "freq": cfg.freq,
+                "freq_multiplier": cfg.freq_multiplier,
+            }
             full = np.asarray(pvm.ggf_.customer_lifetime_value(*args, time=12, **kw), dtype=float)
             first = np.asarray(pvm.ggf_.customer_lifetime_value(*args, time=3, **kw), dtype=float)
             out[ok] = np.clip(full - first, 0, None)

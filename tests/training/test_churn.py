@@ -151,11 +151,17 @@ def test_calibrated_probabilities_track_observed_rates(shop, fitted):
     tables, _ = shop
     m = fitted.models_["churn"]
     oof = m.oof_
-    # out-of-fold, Platt-calibrated: mean prediction matches the base rate
-    assert abs(oof["p"].mean() - oof["y"].mean()) < 0.02
-    labels = churn.labels_for(tables, CUTOFF, fitted.config)
+    # out-of-fold, each fold calibrated by a map fitted on the others: close to the base rate,
+    # but not equal to it by construction (a map fitted on all rows would be)
+    gap = abs(oof["p"].mean() - oof["y"].mean())
+    assert 1e-6 < gap < 0.02, gap
+    # fresh rows: the cutoff's own labels, never seen in training
+    labels = churn.labels_for(tables, CUTOFF, fitted.config)["churn"]
     p = fitted.predict(tables, CUTOFF, reasons=False).set_index("customer_id")["churn_probability"]
-    assert abs(p.mean() - labels["churn"].mean()) < 0.1
+    p = p.reindex(labels.index)
+    assert abs(p.mean() - labels.mean()) < 0.03
+    base = labels.mean()
+    assert ((p - labels) ** 2).mean() < ((base - labels) ** 2).mean()  # better than the base rate
 
 
 def test_logistic_baseline_tiny_case():

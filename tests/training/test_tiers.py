@@ -164,3 +164,22 @@ def test_grid_summary_counts():
     assert s.loc["low/stable", "customers"] == 2
     assert s.loc["low/stable", "value"] == pytest.approx(0.6)
     assert s["customers"].sum() == 5
+
+
+def test_undefined_shares_are_not_low_and_zero_value_gets_no_tier():
+    df = _rows()
+    df["current_spend"] = df["predicted_value"]  # nobody low on spend share
+    df["n_categories"] = np.nan  # breadth unknown (no products table)
+    out = value_tiers(df)
+    assert "most_growable" not in set(out["tier"]) and out["breadth_share"].isna().all()
+    # a peer group whose reference spend is 0: its members' share is undefined, not low
+    df.loc[["F", "G", "H", "I", "J"], "peer_group"] = "zero"
+    df.loc[["F", "G", "H", "I", "J"], ["current_spend", "discount_cost"]] = 0.0
+    out = value_tiers(df)
+    assert out.loc[list("FGHIJ"), "wallet_share"].isna().all()
+    assert "most_growable" not in set(out["tier"])
+    # all forecasts 0: nobody is most valuable or growable, and every grid cell is 'low'
+    zero = _rows().assign(predicted_value=0.0, current_spend=0.0, discount_cost=0.0)
+    assert set(value_tiers(zero)["tier"]) == {"standard"}
+    grid = value_trend_grid(zero.assign(spend_trend=1.0))
+    assert set(grid["value_class"]) == {"low"}

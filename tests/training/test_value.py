@@ -57,7 +57,9 @@ def test_prediction_columns_and_domains(predictions):
     for c in ("expected_spend_90d", "clv_1y", "p_alive", "tier", "grid_cell", "treatment"):
         assert c in p.columns, c
     assert (p["expected_spend_90d"] >= 0).all()
-    assert (p["clv_1y"] >= p["expected_spend_90d"] - 1e-9).all()
+    # months 1-3 of the CLV are the 90-day forecast discounted at 1% a month (factor 0.9803)
+    assert (p["clv_1y"] >= 0.9803 * p["expected_spend_90d"] - 1e-9).all()
+    assert (p["clv_1y"] > p["expected_spend_90d"]).mean() > 0.5
     assert p["p_alive"].between(0, 1).all()
     assert set(p["tier"]) <= set(TIERS)
     assert set(p["treatment"]) <= set(TREATMENTS)
@@ -179,3 +181,24 @@ def test_ratio_scale_kinds():
     with pytest.raises(ValueError, match="needs weekly_features"):
         ValueConfig(weekly_features=False)
     assert ValueConfig(weekly_features=False, scale="mix").scale == "mix"
+
+
+def test_clv_does_not_depend_on_the_bg_nbd_time_unit(shop, fitted):
+    # days or weeks-measured-in-days: the same buyers, so the same dollars (the months 4-12
+    # of clv_1y once ignored freq_multiplier and came out ~3x too large in weeks)
+    tables, _ = shop
+    weeks = ValueModel(ValueConfig.from_dict({**FAST, "clv": {"freq_multiplier": 7}}))
+    weeks = weeks.fit(tables, CUTOFF)
+    ids = fitted.predict(tables, CUTOFF)["customer_id"]
+    days_clv = fitted._clv_after_first_quarter(tables, CUTOFF, pd.Index(ids))
+    weeks_clv = weeks._clv_after_first_quarter(tables, CUTOFF, pd.Index(ids))
+    ratio = weeks_clv.sum() / days_clv.sum()
+    assert 0.8 < ratio < 1.25, ratio
+
+
+def test_unknown_breadth_is_not_low(shop, predictions):
+    # the planted shop has no products table: breadth is unknown, so growable customers are
+    # those with a low share of wallet only
+    assert predictions["breadth_share"].isna().all()
+    growable = predictions[predictions["tier"] == "most_growable"]
+    assert len(growable) > 0 and (growable["wallet_share"] < 0.5).all()
