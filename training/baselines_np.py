@@ -339,11 +339,11 @@ class TifuKnn(Ranker):
         ids = np.sort(pairs["customer_id"].unique()).astype("int64")
         rows = self._rows(ids)
         known, krows = ids[rows >= 0], rows[rows >= 0]
-        pairs = pairs[pairs["customer_id"].isin(known)]
-        pcol = np.searchsorted(self.products_, pairs["product_id"].to_numpy())
+        kpairs = pairs[pairs["customer_id"].isin(known)]
+        pcol = np.searchsorted(self.products_, kpairs["product_id"].to_numpy())
         pcol = np.clip(pcol, 0, len(self.products_) - 1)
-        pok = self.products_[pcol] == pairs["product_id"].to_numpy()
-        crow = np.searchsorted(known, pairs["customer_id"].to_numpy())
+        pok = self.products_[pcol] == kpairs["product_id"].to_numpy()
+        crow = np.searchsorted(known, kpairs["customer_id"].to_numpy())
 
         def block(start, own, neigh, total) -> pd.DataFrame:
             in_block = (crow >= start) & (crow < start + len(total)) & pok
@@ -378,14 +378,12 @@ class TifuKnn(Ranker):
             )
 
         out = self._blocks(krows, block)
-        res = (
-            pd.concat(out, ignore_index=True)
-            if out
-            else pd.DataFrame(columns=["customer_id", "product_id"])
-        )
+        cols = ["customer_id", "product_id", "tifu_score", "tifu_own", "tifu_neigh", "tifu_rank"]
+        res = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
         res = pairs.merge(res, how="outer", on=["customer_id", "product_id"])
         for c in ("tifu_score", "tifu_own", "tifu_neigh"):
-            res[c] = res[c].fillna(0.0).astype(float)
+            res[c] = res[c].astype(float).fillna(0.0)
+        res["tifu_rank"] = res["tifu_rank"].astype(float)
         return res.sort_values(["customer_id", "product_id"]).reset_index(drop=True)
 
 
@@ -432,13 +430,23 @@ def nearest_neighbours(vectors: sp.csr_matrix, k: int) -> np.ndarray:
     k = min(int(k), n - 1)
     if k <= 0:
         return np.empty((n, 0), dtype=np.int64)
-    gram = (vectors @ vectors.T).toarray()
-    sq = np.diag(gram).copy()
-    dist = sq[:, None] + sq[None, :] - 2 * gram
-    np.fill_diagonal(dist, np.inf)
-    dist = np.round(dist, 12)  # float noise must not decide ties
-    idx, _ = top_n_per_row(-dist, k)
+    vectors = sp.csr_matrix(vectors)
+    sq = np.asarray(vectors.multiply(vectors).sum(axis=1), dtype=float).ravel()
+    idx = np.empty((n, k), dtype=np.int64)
+    # row blocks of at most ~16M distances (128 MB), not the whole n x n matrix
+    step = max(1, min(n, _NN_BLOCK_CELLS // n))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        gram = (vectors[start:stop] @ vectors.T).toarray()
+        dist = sq[start:stop, None] + sq[None, :] - 2 * gram
+        dist[np.arange(stop - start), np.arange(start, stop)] = np.inf
+        dist = np.round(dist, 12)  # float noise must not decide ties
+        idx[start:stop], _ = top_n_per_row(-dist, k)
     return idx
+
+
+#: Distances computed at once by :func:`nearest_neighbours` (rows per block x customers).
+_NN_BLOCK_CELLS = 1 << 24
 
 
 # ---------------------------------------------------------------------------- tuning
@@ -534,17 +542,25 @@ def tuned_tifu_params(
     progress: Callable[[str], None] | None = None,
     **tune_options,
 ) -> TifuParams:
-    """TIFU-KNN parameters tuned on ``cutoff``, cached on disk per data set and cutoff.
+    """TIFU-KNN parameters tuned on ``cutoff``, cached on disk per data set, cutoff and search.
 
-    The cache file is ``<cache_dir>/tifu_<fingerprint>_<cutoff>.json`` (default
-    ``<settings.home>/cache``); delete it to tune again.
+    The cache file is ``<cache_dir>/tifu_<fingerprint>_<cutoff>_<search>.json`` (default
+    ``<settings.home>/cache``), where ``<search>`` hashes the grid and the other options of
+    :func:`tune_tifu`, so a changed grid tunes again; delete the file to tune again anyway.
     """
     if cache_dir is None:
         from features.config import get_settings
 
         cache_dir = Path(get_settings().home) / "cache"
     cache_dir = Path(cache_dir)
-    path = cache_dir / f"tifu_{tables_fingerprint(tables)}_{pd.Timestamp(cutoff).date()}.json"
+    search = {"grid": TIFU_GRID, "defaults": asdict(TifuParams()), **tune_options}
+    if isinstance(search.get("start"), TifuParams):
+        search["start"] = asdict(search["start"])
+    search_key = hashlib.sha256(
+        json.dumps(search, sort_keys=True, default=str).encode()
+    ).hexdigest()[:8]
+    day = pd.Timestamp(cutoff).date()
+    path = cache_dir / f"tifu_{tables_fingerprint(tables)}_{day}_{search_key}.json"
     if path.exists():
         try:
             return TifuParams(**json.loads(path.read_text())["params"])

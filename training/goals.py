@@ -16,6 +16,10 @@ kind           result                                    met when
 ``no_worse``   model - best baseline (lower is better)   result <= 0
 ``reduction``  1 - model / baseline (lower is better)    result >= target
 =============  ========================================  ======================================
+
+A goal whose model or baseline rows are missing is left out; one whose mean is NaN (a
+metric that could not be computed, e.g. ROC-AUC with one class) is reported as undefined
+and not met.
 """
 
 from __future__ import annotations
@@ -122,8 +126,15 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
         for b in goal.baselines
         if (goal.family, b, goal.metric) in means.index
     }
-    if not base or not np.isfinite(model):
+    if not base:
         return None
+    undefined = [k for k, v in base.items() if not np.isfinite(v)]
+    if undefined or not np.isfinite(model):
+        # a metric that could not be computed (NaN) is reported, never met
+        best = undefined[0] if undefined else (min if goal.lower_is_better else max)(
+            base, key=base.get
+        )
+        return _verdict(goal, model, best, base[best], np.nan, False)
     best = (min if goal.lower_is_better else max)(base, key=base.get)
     b = base[best]
     with np.errstate(divide="ignore", invalid="ignore"):  # a baseline at 0: inf or nan
@@ -139,6 +150,10 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
         met = result <= 0
     else:
         met = result >= goal.target
+    return _verdict(goal, model, best, b, result, bool(met and not np.isnan(result)))
+
+
+def _verdict(goal: Goal, model: float, best: str, b: float, result: float, met: bool) -> dict:
     return {
         "family": goal.family,
         "metric": goal.metric,
@@ -149,7 +164,7 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
         "baseline": b,
         "result": result,
         "target": goal.target if goal.kind in ("ratio", "diff", "reduction") else np.nan,
-        "met": bool(met),
+        "met": met,
     }
 
 
@@ -167,6 +182,8 @@ def goal_table(evaluation: pd.DataFrame, goals: tuple[Goal, ...] = GOALS) -> pd.
 def format_result(row: pd.Series) -> str:
     """A row of :func:`goal_table` as it reads best: ``1.20x``, ``-8.4%`` (MAE change), ``+0.023``."""
     kind = row["kind"]
+    if pd.isna(row["result"]):
+        return "undefined (a metric is NaN)"
     if kind == "ratio":
         return f"{row['result']:.2f}x (goal {row['target']:.2f}x)"
     if kind == "reduction":
@@ -213,12 +230,13 @@ def goals_figure(evaluation: pd.DataFrame, family: str, goals: tuple[Goal, ...] 
             vals = per.get_group(m).to_numpy()
             ax.plot(np.full(len(vals), i), vals, "k.", ms=4)
         line = goal_line(goal, r["baseline"])
-        ax.axhline(line, ls="--", c="#c44e52", lw=1)
+        if np.isfinite(line):
+            ax.axhline(line, ls="--", c="#c44e52", lw=1)
         ax.set_xticks(x, models, rotation=35, ha="right", fontsize=8)
         verdict = "met" if r["met"] else "not met"
         ax.set_title(f"{metric}: {format_result(pd.Series(r))}\n{verdict}", fontsize=9)
-        lo = min(line, per.min().min())
-        hi = max(line, per.max().max())
+        seen = [v for v in (line, rows["value"].min(), rows["value"].max()) if np.isfinite(v)]
+        lo, hi = (min(seen), max(seen)) if seen else (0.0, 1.0)
         pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
         ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
     fig.suptitle(

@@ -27,6 +27,8 @@ def recall_at_k(recommended: Sequence, relevant: set, k: int = 10) -> float:
 
 def ndcg_at_k(recommended: Sequence, relevant: set, k: int = 10) -> float:
     """Binary NDCG@k; the ideal DCG places min(|relevant|, k) hits first."""
+    if k < 1:
+        raise ValueError(f"ndcg_at_k: k must be at least 1, got {k}")
     if not relevant:
         return 0.0
     top = list(recommended)[:k]
@@ -48,6 +50,8 @@ def ranking_report(
     recommendations: Mapping[int, Sequence], truth: Mapping[int, set], k: int = 10
 ) -> dict[str, float]:
     """Mean Recall@k, NDCG@k and HitRate@k over the customers in ``truth``."""
+    if int(k) < 1:
+        raise ValueError(f"ranking_report: k must be at least 1, got {k}")
     if not truth:
         raise ValueError("ranking_report: no customers with relevant items in the window")
     rec, ndcg, hit = [], [], []
@@ -141,8 +145,12 @@ def ranking_rows(
     truth: Mapping[int, set],
     cutoff,
     k: int = 10,
-    metrics: Sequence[str] = ("ndcg@10", "recall@10", "hitrate@10"),
+    metrics: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Ranking metrics of a long recommendation frame against ``truth``, as evaluation rows."""
+    """Ranking metrics of a long recommendation frame against ``truth``, as evaluation rows.
+
+    ``metrics`` defaults to NDCG, Recall and HitRate at ``k``.
+    """
     rep = ranking_report(recs_to_dict(recs, k), truth, k)
+    metrics = metrics or (f"ndcg@{k}", f"recall@{k}", f"hitrate@{k}")
     return metric_rows(family, model, cutoff, {m: rep[m] for m in (*metrics, "n_customers")})

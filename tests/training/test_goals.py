@@ -85,7 +85,8 @@ def test_goals_without_their_rows_are_left_out():
             ("next_purchase", "tifu_knn", "ndcg@10", [0.4]),
         ]
     )
-    assert goal_table(ev).empty
+    r = goal_table(ev).iloc[0]  # present but NaN: reported, not met (used to vanish)
+    assert np.isnan(r["result"]) and not r["met"]
 
 
 def test_goal_validation_and_every_family_has_goals():
@@ -114,7 +115,7 @@ def test_goals_figure_one_panel_per_goal_with_the_goal_line(tmp_path):
     assert len(axes) == 2  # roc_auc and brier; no PR-AUC rows
     lines = [ln for ln in axes[0].get_lines() if ln.get_linestyle() == "--"]
     assert lines and lines[0].get_ydata()[0] == pytest.approx(0.855 + 0.03)  # baseline + 0.03
-    assert "not met" in axes[0].get_title() and "met" in axes[1].get_title()
+    assert axes[0].get_title().endswith("\nnot met") and axes[1].get_title().endswith("\nmet")
     value = goals_figure(ev, "value").get_axes()[0]
     dashed = [ln for ln in value.get_lines() if ln.get_linestyle() == "--"][0]
     assert dashed.get_ydata()[0] == pytest.approx(170.0)  # 85% of 200
@@ -135,3 +136,27 @@ def test_a_baseline_at_zero_gives_an_infinite_ratio_not_an_error():
     ev.loc[ev["model"] == "lgbm_rerank", "value"] = 0.0
     r = goal_table(ev).iloc[0]
     assert np.isnan(r["result"]) and not r["met"]
+
+
+def test_a_nan_metric_is_reported_as_undefined_and_not_met():
+    ev = _long(
+        [
+            ("churn", "lightgbm", "roc_auc", [np.nan, np.nan]),  # e.g. one class only
+            ("churn", "logistic_rfm", "roc_auc", [0.87, 0.84]),
+            ("value", "lightgbm", "spearman", [0.8, 0.8]),
+            ("value", "last_90d_spend", "spearman", [0.7, 0.7]),
+            ("value", "bgnbd_gamma_gamma", "spearman", [np.nan, np.nan]),
+        ]
+    )
+    g = goal_table(ev).set_index("metric")
+    assert set(g.index) == {"roc_auc", "spearman"}  # the goals do not vanish
+    assert not g["met"].any() and g["result"].isna().all()
+    assert g.loc["spearman", "best_baseline"] == "bgnbd_gamma_gamma"  # not order-dependent
+    assert format_result(g.loc["roc_auc"]) == "undefined (a metric is NaN)"
+    # the baselines listed the other way round give the same verdict
+    rev = Goal("value", "spearman", "lightgbm", ("bgnbd_gamma_gamma", "last_90d_spend"), "above")
+    again = goal_table(ev, (rev,)).iloc[0]
+    assert again["best_baseline"] == "bgnbd_gamma_gamma" and not again["met"]
+    from training.goals import goals_figure
+
+    assert len(goals_figure(ev, "value").get_axes()) == 1

@@ -13,6 +13,7 @@ from training.metrics import (
     hit_rate_at_k,
     ndcg_at_k,
     ranking_report,
+    ranking_rows,
     recall_at_k,
     recs_to_dict,
     regression_report,
@@ -35,6 +36,22 @@ def test_ndcg_hand_computed():
     # perfect order scores 1
     assert ndcg_at_k([1, 2], {1, 2}, k=10) == pytest.approx(1.0)
     assert ndcg_at_k([1, 2], set(), k=10) == 0.0
+
+
+def test_k_below_one_is_an_error_not_a_zero_division():
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        ndcg_at_k([1], {1}, k=0)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        ranking_report({1: [1]}, {1: {1}}, k=0)
+
+
+def test_ranking_rows_name_the_metrics_at_their_k():
+    recs = pd.DataFrame({"customer_id": [1, 1], "product_id": [5, 6], "rank": [1, 2]})
+    rows = ranking_rows("next_purchase", "m", recs, {1: {6}}, "2017-10-02", k=1)
+    got = {r["metric"]: r["value"] for r in rows}
+    assert got["ndcg@1"] == 0.0 and got["hitrate@1"] == 0.0 and "ndcg@10" not in got
+    rows = ranking_rows("next_purchase", "m", recs, {1: {6}}, "2017-10-02", k=2)
+    assert {r["metric"]: r["value"] for r in rows}["recall@2"] == 1.0
 
 
 def test_ndcg_ideal_is_capped_at_k():
