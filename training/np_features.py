@@ -96,7 +96,8 @@ def window_features(sales: pd.DataFrame, cutoff, window_days: int = 14) -> pd.Da
     """
     cutoff = pd.Timestamp(cutoff)
     days = (cutoff - sales["timestamp"]).to_numpy() / np.timedelta64(1, "D")
-    w = np.floor(days / window_days).astype("int64")
+    # days > 0 (sales before the cutoff): (0, d] is window 0, i.e. [cutoff - d, cutoff)
+    w = np.maximum(np.ceil(days / window_days) - 1, 0).astype("int64")
     cw = pd.DataFrame({"customer_id": sales["customer_id"].to_numpy(), "w": w}).drop_duplicates()
     cw["decay"] = WINDOW_DECAY ** cw["w"]
     cw["in4"] = (cw["w"] < 4).astype("int64")

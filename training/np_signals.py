@@ -110,8 +110,8 @@ def signal_features(
             "w70": 0.7**back,
             "w90": 0.9**back,
             "wt": np.exp(-b_days / 30.0),
-            "n14": b_days < 14,
-            "n28": b_days < 28,
+            "n14": b_days <= 14,
+            "n28": b_days <= 28,
         }
     )
     cust_tot = bw.groupby("customer_id").sum()
@@ -122,10 +122,10 @@ def signal_features(
         {
             "customer_id": cust,
             "product_id": prod,
-            "n7": days < 7,
-            "n14": days < 14,
-            "n28": days < 28,
-            "n60": days < 60,
+            "n7": days <= 7,
+            "n14": days <= 14,
+            "n28": days <= 28,
+            "n60": days <= 60,
             "w70": 0.7**line_back,
             "w90": 0.9**line_back,
             "wt": np.exp(-days / 30.0),
@@ -203,8 +203,8 @@ def signal_features(
         out["cp_overdue_z"] = np.where(n_iv >= 2, (since - mean) / (std + 1.0), np.nan)
 
     # ---- product trend (every customer)
-    pl = pd.DataFrame({"product_id": prod, "n7": days < 7, "n14": days < 14})
-    pl["p14"] = (days >= 14) & (days < 28)
+    pl = pd.DataFrame({"product_id": prod, "n7": days <= 7, "n14": days <= 14})
+    pl["p14"] = (days > 14) & (days <= 28)
     pt = pl.groupby("product_id").sum()
     pt = pt.reindex(pairs["product_id"].to_numpy()).fillna(0)
     out["prod_n7"] = pt["n7"].to_numpy(dtype=float)
@@ -230,7 +230,7 @@ def signal_features(
                 "days": days,
             }
         ).drop_duplicates(["customer_id", "code", "basket_id"])
-        g["n28"] = g["days"] < 28
+        g["n28"] = g["days"] <= 28
         agg = g.groupby(["customer_id", "code"], sort=True).agg(
             count=("basket_id", "size"), since=("days", "min"), n28=("n28", "sum")
         )

@@ -8,7 +8,14 @@ import pytest
 
 from features.contract import Tables, validate
 from features.sources.synthetic import generate_with_truth
-from training.baselines_np import GTopFreq, PTopFreq, TifuKnn, customer_vectors
+import training.baselines_np as baselines_np
+from training.baselines_np import (
+    GTopFreq,
+    PTopFreq,
+    TifuKnn,
+    customer_vectors,
+    nearest_neighbours,
+)
 from training.metrics import ranking_report, recs_to_dict, truth_to_dict
 from training.next_purchase import (
     OUTPUT_COLUMNS,
@@ -135,6 +142,29 @@ def test_tifu_knn_blends_own_vector_with_nearest_neighbours():
     assert recs["score"].tolist()[2] == 0.0  # padded with a popular product
     with pytest.raises(ValueError, match="alpha"):
         TifuKnn(alpha=1.5).fit(tables, T)
+    # a customer the model never saw keeps its pairs, scored 0; only unknown customers too
+    sc = m.score_candidates(pd.DataFrame({"customer_id": [1, 99], "product_id": [10, 10]}))
+    assert sc["customer_id"].tolist() == [1, 99]
+    assert sc["tifu_score"].tolist() == pytest.approx([1.0, 0.0])
+    sc = m.score_candidates(pd.DataFrame({"customer_id": [99], "product_id": [10]}), top=2)
+    assert sc[["tifu_score", "tifu_own", "tifu_neigh"]].to_numpy().tolist() == [[0.0] * 3]
+    assert sc["tifu_rank"].isna().all()
+
+
+def test_nearest_neighbours_in_row_blocks_match_the_whole_matrix(monkeypatch):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    dense = rng.integers(0, 3, size=(40, 12)).astype(float)
+    dense[5] = dense[6]  # an exact tie at distance 0
+    vectors = sp.csr_matrix(dense)
+    d = ((dense[:, None, :] - dense[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    want = np.argsort(d, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(nearest_neighbours(vectors, 4), want)
+    monkeypatch.setattr(baselines_np, "_NN_BLOCK_CELLS", 7 * 40)  # blocks of 7 rows
+    np.testing.assert_array_equal(nearest_neighbours(vectors, 4), want)
+    assert nearest_neighbours(vectors[:1], 3).shape == (1, 0)
 
 
 # ---------------------------------------------------------------------------- expected days
@@ -157,6 +187,19 @@ def test_expected_days_hand_made():
     np.testing.assert_allclose(expected_days(cand, window_days=14), [4, 4, 9, 5, 7, 6])
 
 
+def test_history_windows_are_label_windows_back_from_the_cutoff():
+    from training.np_features import window_features
+
+    tables = _tables(_baseline_rows())
+    win = window_features(sales_before(tables, T), T, 14).set_index(["customer_id", "product_id"])
+    # [02-15, 03-01) is window 0: 11 (02-15, exactly 14 days back, and 02-20) and 10 (02-20)
+    assert win.loc[(1, 11), "win_last"] == 1.0 and win.loc[(1, 10), "win_last"] == 1.0
+    assert win.loc[(1, 12), "win_last"] == 0.0
+    # windows of customer 1: 0 = [02-15, 03-01), 1 = [02-01, 02-15) -> 02-01 and 02-10
+    assert win.loc[(1, 10), "cust_active_windows"] == 2.0
+    assert win.loc[(1, 10), "win_count_all"] == 2.0 and win.loc[(1, 12), "win_count_all"] == 1.0
+
+
 def test_signal_features_hand_computed():
     tables = _tables(_baseline_rows())
     pairs = pd.DataFrame({"customer_id": [1, 1, 2], "product_id": [10, 12, 10]})
@@ -164,9 +207,10 @@ def test_signal_features_hand_computed():
     assert list(sig.columns) == SIGNAL_FEATURES and len(sig) == 3
     # customer 1 bought 10 on 02-01, 02-10, 02-20 (28, 19, 9 days before the cutoff)
     one = sig.iloc[0]
-    assert (one["cp_n7"], one["cp_n14"], one["cp_n28"], one["cp_n60"]) == (0, 1, 2, 3)
-    # the only basket in the last 14 days (02-15 is 14 days back: out) holds it
-    assert one["cp_share14"] == 1.0
+    # the last N days are [T - N, T), as in the label window and features/: 02-01 is in 28
+    assert (one["cp_n7"], one["cp_n14"], one["cp_n28"], one["cp_n60"]) == (0, 1, 3, 3)
+    # two baskets in the last 14 days (02-15 is 14 days back: in), one holds it
+    assert one["cp_share14"] == 0.5
     # gaps 9 and 10 days, 9 days since the last: z = (9 - 9.5) / (0.5 + 1)
     assert one["cp_overdue_z"] == pytest.approx(-1 / 3, abs=1e-6)
     # pooled gaps of product 10 are {9, 10}: one of the one gap > 9 ends within 14 days
@@ -361,3 +405,27 @@ def test_fit_on_a_prebuilt_training_frame_is_the_same_model(synth, fitted):
     ranker.fit(tables, cutoff, train=train)
     ids = sorted(model.recs_["customer_id"].unique())[:50]
     pd.testing.assert_frame_equal(ranker.recommend(ids, 10), model.recommend(ids, 10))
+
+
+def test_tifu_tuning_cache_is_keyed_by_the_search_too(tmp_path, monkeypatch):
+    rows = []
+    for c in range(1, 7):
+        for b, day in enumerate(["2017-01-05", "2017-02-01", "2017-02-20"]):
+            rows.append((c, 100 * c + b, 10 + c % 3, day, 1))
+        rows.append((c, 100 * c + 9, 10 + c % 3, "2017-03-05", 1))  # buys again after T
+    tables = _tables(rows)
+    calls = []
+    real = baselines_np.tune_tifu
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("grid"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(baselines_np, "tune_tifu", counted)
+    small = {"k": [1, 2], "alpha": [0.5, 0.9]}
+    first = baselines_np.tuned_tifu_params(tables, T, cache_dir=tmp_path, grid=small, rounds=1)
+    again = baselines_np.tuned_tifu_params(tables, T, cache_dir=tmp_path, grid=small, rounds=1)
+    assert again == first and len(calls) == 1  # read back from the cache
+    other = {"k": [1], "alpha": [0.7]}
+    baselines_np.tuned_tifu_params(tables, T, cache_dir=tmp_path, grid=other, rounds=1)
+    assert len(calls) == 2 and len(list(tmp_path.glob("tifu_*.json"))) == 2
