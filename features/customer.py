@@ -174,7 +174,9 @@ def rfm_scores(base: pd.DataFrame, globals_: dict) -> pd.DataFrame:
 
 
 def _window_sum(hist: History, weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.bincount(hist.cust_code[mask], weights=weights[mask], minlength=hist.n_cust)
+    # float64 even when the window is empty (bincount of nothing is int64): one schema per cutoff
+    out = np.bincount(hist.cust_code[mask], weights=weights[mask], minlength=hist.n_cust)
+    return out.astype("float64", copy=False)
 
 
 def _campaign_features(tables, cutoff: pd.Timestamp, ids: pd.Index) -> pd.DataFrame:

@@ -27,7 +27,9 @@ server process (SIGKILL, OOM killer, segfault).
   was moved (table ``journal_progress``), so each line lands exactly once. A journal
   left by a dead process is moved by the next process that opens the log (the service at
   start-up, ``tailor forget``), found by a free ``flock``. Readers of the table therefore
-  lag the service by at most ``flush_interval`` (zero once it has stopped).
+  lag the service by at most ``flush_interval`` (zero once it has stopped). A journal is
+  replaced by a fresh file at 64 MB, and on request of ``forget`` (erasure), so moved lines
+  do not pile up on disk.
   What is lost on an OS crash or power cut: the last commits and journal lines not yet
   flushed to disk by the kernel.
 * ``synchronous=FULL`` also fsyncs every commit (about 5 ms here), for power-cut
@@ -286,34 +288,6 @@ def recover_journals(log_path: str | Path, conn: sqlite3.Connection | None = Non
     return moved
 
 
-def drain_journals(log_path: str | Path, timeout: float = 10.0) -> bool:
-    """Wait until live processes have moved their journals into the table; True if they did in time."""
-    d = journal_dir(log_path)
-    if not d.exists():
-        return True
-    conn = connect(log_path)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            moved = dict(conn.execute("SELECT journal, moved FROM journal_progress").fetchall())
-            behind = []
-            for p in d.glob("*.jsonl"):
-                try:
-                    size = p.stat().st_size
-                except FileNotFoundError:
-                    continue
-                if size > moved.get(p.name, 0):
-                    behind.append(p.name)
-            if not behind:
-                return True
-            if time.monotonic() > deadline:
-                logger.warning("journals not yet moved after %.0f s: %s", timeout, behind)
-                return False
-            time.sleep(0.05)
-    finally:
-        conn.close()
-
-
 #: Scheduling niceness of the thread that moves journals into the table. The move is a burst of
 #: SQLite work (about 3 us per exposure row, plus WAL checkpoints) that would otherwise take CPU
 #: from the thread serving requests once per flush -- the 99th-percentile latency at saturation.
@@ -338,8 +312,63 @@ def lower_thread_priority(nice: int) -> bool:
     return True
 
 
+#: A journal whose lines have all been moved is replaced by a fresh file once it holds this many
+#: bytes, so a long-running worker's journal does not grow without bound (~200 bytes a request).
+ROTATE_BYTES = 64 << 20
+#: A file in the journal folder whose content changes to ask every live journal to rotate
+#: (move its lines, delete its file, start a new one): erasure must not leave a customer's
+#: exposures in a journal file.
+ROTATE_REQUEST = ".rotate"
+
+
+def _open_journal(d: Path) -> tuple[Path, int]:
+    """A new journal file of this process in ``d``, locked; returns its path and descriptor."""
+    path = d / f"exposures-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+    # created under a name recovery ignores, locked, then renamed: a journal is never seen
+    # unlocked, so another process's recovery cannot take it for a dead one and delete it
+    tmp = d / f".{path.name}.{TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # marks the journal as owned by a live process
+    os.rename(tmp, path)
+    return path, fd
+
+
+def _rotate_token(d: Path) -> str:
+    try:
+        return (d / ROTATE_REQUEST).read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def rotate_journals(
+    log_path: str | Path, timeout: float = 10.0, exclude: Iterable[str] = ()
+) -> bool:
+    """Ask live processes to rotate their journals and wait until every journal file present now
+    (but ``exclude``) is gone, i.e. moved into the table and deleted; True if done in time."""
+    d = journal_dir(log_path)
+    if not d.exists():
+        return True
+    before = {p.name for p in d.glob("*.jsonl")} - set(exclude)
+    tmp = d / f"{ROTATE_REQUEST}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(uuid.uuid4().hex)
+    os.replace(tmp, d / ROTATE_REQUEST)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = before & {p.name for p in d.glob("*.jsonl")}
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            logger.warning("journals not rotated after %.0f s: %s", timeout, sorted(left))
+            return False
+        time.sleep(0.05)
+
+
 class ExposureJournal:
-    """This process's append-only exposure journal and the thread that moves it into SQLite."""
+    """This process's append-only exposure journal and the thread that moves it into SQLite.
+
+    The file is replaced by a fresh one (:meth:`rotate`) when it reaches :data:`ROTATE_BYTES`
+    or when :func:`rotate_journals` asks for it.
+    """
 
     def __init__(
         self,
@@ -354,15 +383,11 @@ class ExposureJournal:
         self.nice = nice
         d = journal_dir(self.log_path)
         d.mkdir(parents=True, exist_ok=True)
-        self.path = d / f"exposures-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        # created under a name recovery ignores, locked, then renamed: a journal is never seen
-        # unlocked, so another process's recovery cannot take it for a dead one and delete it
-        tmp = d / f".{self.path.name}.{TMP_SUFFIX}"
-        self._fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # marks the journal as owned by a live process
-        os.rename(tmp, self.path)
+        self._token = _rotate_token(d)  # requests made before this journal existed are met
+        self.path, self._fd = _open_journal(d)
         self._conn = connect(self.log_path, synchronous, busy_timeout_ms)
         self._move_lock = threading.Lock()
+        self._append_lock = threading.Lock()  # held only by a write and by the swap in rotate
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposure-journal", daemon=True)
         self._thread.start()
@@ -395,7 +420,8 @@ class ExposureJournal:
             [request_id, ts, int(customer_id), experiment, arm], separators=(",", ":")
         ).encode()
         line = head[:-1] + b"," + offers_json + b"],\n"
-        n = os.write(self._fd, line)
+        with self._append_lock:
+            n = os.write(self._fd, line)
         if n != len(line):  # regular files do not write short except when the disk is full
             raise OSError(
                 f"short write to the exposure journal {self.path} ({n} of {len(line)} bytes)"
@@ -406,11 +432,39 @@ class ExposureJournal:
         with self._move_lock:
             return move_journal(self._conn, self.path)
 
+    def rotate(self) -> int:
+        """Write to a fresh journal file from now on; move the old one's lines and delete it.
+
+        Returns the lines moved. If the move fails the old file is left, unlocked, for the
+        recovery of the next process that opens the log.
+        """
+        with self._move_lock:
+            path, fd = _open_journal(self.path.parent)
+            with self._append_lock:
+                old_path, old_fd = self.path, self._fd
+                self.path, self._fd = path, fd
+            try:
+                n = move_journal(self._conn, old_path)
+                _forget_journal(self._conn, old_path)
+            finally:
+                os.close(old_fd)
+        return n
+
+    def _rotation_due(self) -> bool:
+        token = _rotate_token(self.path.parent)
+        if token != self._token:
+            self._token = token
+            return True
+        with self._move_lock:
+            return os.fstat(self._fd).st_size >= ROTATE_BYTES
+
     def _run(self) -> None:
         lower_thread_priority(self.nice)
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
+                if self._rotation_due():
+                    self.rotate()
             except Exception:  # keep the lines in the journal; the next round or restart moves them
                 logger.exception("moving the exposure journal %s failed", self.path)
 
@@ -661,12 +715,16 @@ class EventLog:
     def forget(self, customer_id: int) -> dict[str, int]:
         """Delete every exposure and event of a customer; returns the rows removed per table.
 
-        Journals are moved into the table first (this process's, dead processes', and live
-        ones' are waited for), so no exposure of the customer is left behind in a journal.
+        Journals are moved into the table and their files deleted first (this process's, dead
+        processes', and live ones', which are asked to rotate and waited for), so no exposure
+        of the customer is left behind in a journal file.
         """
-        self.flush()
+        own: tuple[str, ...] = ()
+        if self.journal is not None:
+            self.journal.rotate()
+            own = (self.journal.path.name,)
         recover_journals(self.path)
-        drain_journals(self.path)
+        rotate_journals(self.path, exclude=own)
         out = {}
         with self._lock:
             # overwrite the deleted content instead of leaving it in free pages

@@ -179,9 +179,16 @@ def deal_frame(tables: Tables) -> pd.DataFrame:
     )
 
 
-def popular_frame(
-    tables: Tables, as_of: pd.Timestamp, products: pd.DataFrame, days: int, k: int
-) -> pd.DataFrame:
+def placeholder_products(tables: Tables) -> np.ndarray:
+    """Ids of the products in :data:`PLACEHOLDER_DEPARTMENTS` (none without a products table)."""
+    products = tables.products
+    if products is None or "department" not in products:
+        return np.empty(0, dtype="int64")
+    bad = products["department"].isin(PLACEHOLDER_DEPARTMENTS)
+    return products.loc[bad, "product_id"].to_numpy()
+
+
+def popular_frame(tables: Tables, as_of: pd.Timestamp, days: int, k: int) -> pd.DataFrame:
     """The ``k`` products bought by the largest share of the shoppers of the last ``days`` days."""
     sales = _sale_lines(tables, as_of)
     window = sales[sales["timestamp"] >= as_of - pd.Timedelta(days=days)]
@@ -189,8 +196,11 @@ def popular_frame(
         window = sales
     shoppers = max(1, window["customer_id"].nunique())
     buyers = window.groupby("product_id")["customer_id"].nunique()
-    bad = products.loc[products["department"].isin(PLACEHOLDER_DEPARTMENTS), "product_id"]
-    buyers = buyers.drop(bad, errors="ignore").sort_values(ascending=False, kind="stable").head(k)
+    buyers = (
+        buyers.drop(placeholder_products(tables), errors="ignore")
+        .sort_values(ascending=False, kind="stable")
+        .head(k)
+    )
     return pd.DataFrame(
         {
             "rank": np.arange(1, len(buyers) + 1),
@@ -266,6 +276,13 @@ def candidate_frame(
         [p[["customer_id", "product_id", "kind", "score", "probability", "reason"]] for p in parts],
         ignore_index=True,
     )
+    out["score"] = pd.to_numeric(out["score"], errors="coerce").astype(float)
+    unscored = out["score"].isna()
+    if unscored.any():  # a model that could not score a product does not offer it
+        logger.warning("dropping %d candidates without a model score", int(unscored.sum()))
+        out = out[~unscored]
+    placeholders = placeholder_products(tables)
+    out = out[~out["product_id"].isin(placeholders)]
     out["customer_id"] = out["customer_id"].astype("int64")
     out["product_id"] = out["product_id"].astype("int64")
     # one row per (customer, product): replenish wins, then the higher probability
@@ -409,7 +426,7 @@ def precompute(
     frames = {
         "products": products,
         "deals": deal_frame(tables),
-        "popular": popular_frame(tables, as_of, products, config.popular_days, config.popular_k),
+        "popular": popular_frame(tables, as_of, config.popular_days, config.popular_k),
         "candidates": candidate_frame(tables, as_of, preds["next_purchase"], preds["cross_sell"]),
         "scores": score_frame(tables, as_of, preds["churn"], preds["value"], config.active_days),
     }

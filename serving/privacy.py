@@ -12,6 +12,7 @@ a later rebuild of the lookup store from the source data leaves them out.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -86,12 +87,15 @@ def remember_forgotten(serving_dir: str | Path, customer_id: int, key: str | Non
     serving_dir = Path(serving_dir)
     serving_dir.mkdir(parents=True, exist_ok=True)
     pseudo = pseudonymise(customer_id, key)
-    known = forgotten_pseudonyms(serving_dir)
-    known.add(pseudo)
-    fd, tmp = tempfile.mkstemp(dir=serving_dir, prefix=".forgotten.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"pseudonyms": sorted(known)}, fh)
-    os.replace(tmp, serving_dir / FORGOTTEN_FILE)
+    # read-add-replace under a lock: two erasures at once must both stay on the list
+    with open(serving_dir / f".{FORGOTTEN_FILE}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = forgotten_pseudonyms(serving_dir)
+        known.add(pseudo)
+        fd, tmp = tempfile.mkstemp(dir=serving_dir, prefix=".forgotten.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pseudonyms": sorted(known)}, fh)
+        os.replace(tmp, serving_dir / FORGOTTEN_FILE)
     return pseudo
 
 

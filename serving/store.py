@@ -233,7 +233,7 @@ def read_meta(path: str | Path) -> dict:
 
 
 def load_store(path: str | Path) -> LookupStore:
-    """Read the whole store into memory."""
+    """Read the whole store into memory (:class:`StoreError` if it is missing or unreadable)."""
     path = Path(path)
     meta = read_meta(path)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -265,6 +265,9 @@ def load_store(path: str | Path) -> LookupStore:
             (pid, float(share))
             for pid, share in conn.execute("SELECT product_id, share FROM popular ORDER BY rank")
         ]
+    except (sqlite3.DatabaseError, TypeError, ValueError, KeyError) as exc:
+        # a damaged or hand-edited store: the service starts not ready and says why
+        raise StoreError(f"{path} cannot be read: {type(exc).__name__}: {exc}") from exc
     finally:
         conn.close()
     logger.info(

@@ -131,8 +131,10 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
     undefined = [k for k, v in base.items() if not np.isfinite(v)]
     if undefined or not np.isfinite(model):
         # a metric that could not be computed (NaN) is reported, never met
-        best = undefined[0] if undefined else (min if goal.lower_is_better else max)(
-            base, key=base.get
+        best = (
+            undefined[0]
+            if undefined
+            else (min if goal.lower_is_better else max)(base, key=base.get)
         )
         return _verdict(goal, model, best, base[best], np.nan, False)
     best = (min if goal.lower_is_better else max)(base, key=base.get)

@@ -227,3 +227,12 @@ def test_bad_inputs_are_named():
 def test_no_history_gives_an_empty_frame():
     f = customer_features(shop(), "2016-06-01")
     assert f.empty and "recency_days" in f.columns
+
+
+def test_spend_windows_are_float_even_when_empty():
+    # all history in early January: nothing in the 60 days before [T - 120, T - 60) at 2017-03-01
+    lines = [line(1, 1, 1, "2017-01-02", 3.0), line(1, 2, 2, "2017-01-09", 4.0)]
+    f = customer_features(make_tables(lines), "2017-03-01")
+    for c in ("spend_30d", "spend_60d", "spend_90d", "spend_prev_60d"):
+        assert f[c].dtype == np.float64, c
+    assert f.loc[1, "spend_prev_60d"] == 0.0 and f.loc[1, "spend_90d"] == 7.0

@@ -36,6 +36,33 @@ def test_pseudonym_is_a_keyed_hash():
     assert pseudonymise(42, "other") != expected
 
 
+def test_erasures_at_the_same_time_all_reach_the_suppression_list(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import serving.privacy as privacy
+
+    read = privacy.forgotten_pseudonyms
+
+    def slow_read(d):  # widen the read-add-write window
+        out = read(d)
+        time.sleep(0.005)
+        return out
+
+    monkeypatch.setattr(privacy, "forgotten_pseudonyms", slow_read)
+
+    def erase(ids):
+        for c in ids:
+            privacy.remember_forgotten(tmp_path, c, KEY)
+
+    threads = [threading.Thread(target=erase, args=(range(i, 40, 4),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert forgotten_ids(range(50), tmp_path, KEY) == set(range(40))
+
+
 def test_lists_write_pseudonymised_parquet_and_csv(home):
     out = home / "mailing"
     res = runner.invoke(app, ["lists", "--date", "2017-03-01", "--out", str(out), "--n", "4"])

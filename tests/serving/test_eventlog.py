@@ -216,9 +216,45 @@ def test_forget_reaches_exposures_still_in_the_journal(tmp_path):
             )
 
     asyncio.run(main())
-    assert log.forget(1) == {"exposures": 1, "events": 0}
+    # a second live process (another worker) with the customer in its journal file
+    other = EventLog(path, journal=True, flush_interval=0.05)
+    asyncio.run(
+        other.append_exposures_async(exposure_rows("r3", "t", 1, "e", "a", [(6, "x", 0.1, 0.0)]))
+    )
+    before = {p.name for p in (tmp_path / "log.sqlite.journal").glob("*.jsonl")}
+    assert log.forget(1) == {"exposures": 2, "events": 0}
     assert log.counts() == {"exposures": 1, "events": 0}
+    # no journal file that held the customer is left on disk: both were replaced
+    after = {p.name for p in (tmp_path / "log.sqlite.journal").glob("*.jsonl")}
+    assert len(before) == 2 and not before & after
+    for f in (tmp_path / "log.sqlite.journal").glob("*.jsonl"):
+        assert b'"r1"' not in f.read_bytes() and b'"r3"' not in f.read_bytes()
+    # the fresh journals take new exposures and lose none
+    asyncio.run(main())
+    other.close()
     log.close()
+    exp = read_log(path)[0]
+    assert sorted(exp["request_id"]) == ["r1", "r2", "r2"]
+
+
+def test_a_full_journal_is_replaced_by_a_fresh_file(tmp_path, monkeypatch):
+    import serving.eventlog as ev
+
+    monkeypatch.setattr(ev, "ROTATE_BYTES", 500)
+    path = tmp_path / "log.sqlite"
+    log = EventLog(path, journal=True, flush_interval=0.02)
+    first = log.journal.path
+    for i in range(20):  # ~70 bytes a line
+        log.journal.append(exposure_rows(f"r{i}", "t", i, "e", "a", [(5, "d", 0.1, 0.0)]))
+    deadline = time.monotonic() + 10
+    while log.journal.path == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert log.journal.path != first and not first.exists()
+    for i in range(20, 25):
+        log.journal.append(exposure_rows(f"r{i}", "t", i, "e", "a", [(5, "d", 0.1, 0.0)]))
+    log.close()
+    exp = read_log(path)[0]
+    assert exp["request_id"].tolist() == [f"r{i}" for i in range(25)]  # each once, in order
 
 
 def test_journal_survives_non_finite_scores_and_malformed_lines(tmp_path):

@@ -9,10 +9,16 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from serving.precompute import deal_frame, precompute, product_frame, to_probability
+from serving.precompute import (
+    candidate_frame,
+    deal_frame,
+    precompute,
+    product_frame,
+    to_probability,
+)
 from serving.rules import DISCOVER, DISCOVER_REASON, REPLENISH
 from serving.store import StoreError, build_store, forget_in_store, load_store, read_meta
-from tests.serving.conftest import AS_OF, stand_in_models, stand_in_predict
+from tests.serving.conftest import AS_OF, StandIn, stand_in_models, stand_in_predict
 
 
 def test_candidates_kinds_and_reasons(tiny_frames):
@@ -68,6 +74,37 @@ def test_popular_excludes_placeholders_and_future(tiny_frames):
     pop = tiny_frames["popular"]
     assert pop.iloc[0]["product_id"] == 501  # bought by five of six shoppers
     assert 999 not in set(pop["product_id"]) and 202 not in set(pop["product_id"])
+
+
+def test_placeholders_and_unscored_products_are_never_candidates(tmp_path, tiny_tables):
+    # customer 1 bought the placeholder 999 (department UNKNOWN); a model lists it, and a
+    # product it could not score (NaN)
+    np_ = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1],
+            "product_id": [999, 101, 201],
+            "rank": [1, 2, 3],
+            "score": [0.9, 0.5, float("nan")],
+        }
+    )
+    cs = pd.DataFrame({"customer_id": [2], "product_id": [999], "rank": [1], "score": [0.3]})
+    c = candidate_frame(tiny_tables, AS_OF, np_, cs)
+    assert c["product_id"].tolist() == [101] and c["rank"].tolist() == [1]
+    frames = precompute(
+        tiny_tables,
+        AS_OF,
+        {"next_purchase": StandIn(np_), "cross_sell": StandIn(cs)},
+        predict=stand_in_predict,
+    )
+    build_store(frames, tmp_path / "s.sqlite", {"as_of": "2017-03-01"})
+    store = load_store(tmp_path / "s.sqlite")  # a NaN score used to fail here (float(None))
+    assert [c.product_id for c in store.candidates[1]] == [101]
+    assert 999 not in {c.product_id for cands in store.candidates.values() for c in cands}
+    # a store damaged by hand is a StoreError (the service starts not ready), not a TypeError
+    with sqlite3.connect(tmp_path / "s.sqlite") as conn:
+        conn.execute("UPDATE candidates SET score = NULL")
+    with pytest.raises(StoreError, match="cannot be read"):
+        load_store(tmp_path / "s.sqlite")
 
 
 def test_missing_families_and_forgotten_customers(tiny_tables):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import training.baselines_np as baselines_np
 from features.contract import Tables, validate
 from features.sources.synthetic import generate_with_truth
-import training.baselines_np as baselines_np
 from training.baselines_np import (
     GTopFreq,
     PTopFreq,
