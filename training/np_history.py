@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from features.contract import Tables, is_return
+from features.contract import Tables
 from training.cs_data import top_n_rows
 
 logger = logging.getLogger(__name__)
@@ -81,24 +81,12 @@ def customer_product_counts(sales: pd.DataFrame) -> pd.DataFrame:
 def window_labels(tables: Tables, cutoff, days: int = 14) -> pd.DataFrame:
     """Distinct products bought in ``[cutoff, cutoff + days)`` by customers with history before it.
 
-    Uses :func:`features.labels.next_purchase_labels` when that module is available so the
-    whole project shares one definition; the fallback below implements the same protocol.
+    The project's one definition, :func:`features.labels.next_purchase_labels`.
     """
-    try:
-        from features.labels import next_purchase_labels
-    except ImportError:
-        next_purchase_labels = None
-    if next_purchase_labels is not None:
-        lab = next_purchase_labels(tables, cutoff, days=days)
-        return lab[["customer_id", "product_id"]].reset_index(drop=True)
-    cutoff = pd.Timestamp(cutoff)
-    tx = tables.transactions
-    sale = ~is_return(tx)
-    known = tx.loc[(tx["timestamp"] < cutoff) & sale, "customer_id"].unique()
-    win = tx.loc[(tx["timestamp"] >= cutoff) & (tx["timestamp"] < cutoff + days * DAY) & sale]
-    win = win[win["customer_id"].isin(known)]
-    lab = win[["customer_id", "product_id"]].drop_duplicates()
-    return lab.sort_values(["customer_id", "product_id"]).reset_index(drop=True)
+    from features.labels import next_purchase_labels
+
+    lab = next_purchase_labels(tables, cutoff, days=days)
+    return lab[["customer_id", "product_id"]].reset_index(drop=True)
 
 
 def top_n_per_row(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
