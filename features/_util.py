@@ -75,6 +75,16 @@ def ts_ns(s: pd.Series) -> np.ndarray:
     return arr.view("int64")
 
 
+def days_back(days_before: np.ndarray) -> np.ndarray:
+    """Whole days back from the cutoff of events ``days_before`` (> 0) days before it.
+
+    Day 0 is ``[T - 1 day, T)``, day ``d`` is ``[T - (d + 1) days, T - d days)``, so ``d < N``
+    selects ``[T - N days, T)``, the project's "last N days" (``days_before <= N``), and
+    ``d // 7`` numbers the weeks back the same way (week 0 = ``[T - 7 days, T)``).
+    """
+    return np.maximum(np.ceil(np.asarray(days_before, dtype="float64")) - 1, 0).astype("int64")
+
+
 def safe_div(num, den) -> np.ndarray:
     """``num / den`` with NaN where ``den`` is 0 (or NaN), without warnings."""
     num = np.asarray(num, dtype="float64")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features._util import days_back
 from features.contract import Tables
 
 DAY = pd.Timedelta(days=1)
@@ -96,7 +97,7 @@ def rhythm_features(
     keep = code >= 0
     tx, code = tx[keep], code[keep]
     age = ((cutoff - tx["timestamp"]) / DAY).to_numpy()
-    day = np.floor(age).astype("int64")  # 0 = the last day before the cutoff
+    day = days_back(age)  # 0 = [T - 1 day, T): day < N is the last N days
     week = day // 7
     value = tx["sales_value"].to_numpy("float64")
     sale = ((tx["quantity"] > 0) & (tx["sales_value"] >= 0)).to_numpy()
@@ -135,7 +136,8 @@ def rhythm_features(
     np.fmin.at(last_day, vdc, vdd.astype("float64"))
     recency = last_day + 0.5
     by = gaps.groupby("c")["gap"]
-    q = by.quantile([0.5, 0.9]).unstack().reindex(range(n))
+    # (columns named even when no customer has two visit days)
+    q = by.quantile([0.5, 0.9]).unstack().reindex(index=range(n), columns=[0.5, 0.9])
     med, p90 = q[0.5].to_numpy(), q[0.9].to_numpy()
     out["gap_median"] = med
     out["gap_p90"] = p90

@@ -230,7 +230,7 @@ def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     Wide rows take a sampled threshold first: the ``n``-th largest value of every
     ``step``-th column is a lower bound of the row's ``n``-th largest, so only the entries
     at or above it are selected from (a few times ``n`` instead of the whole row). Rows whose
-    sample has too few finite values, that hold NaN, or that have too many entries at the
+    sample has too few finite values or that have too many entries at the
     bound go the exact way.
     The answer is the same either way.
     """
@@ -240,6 +240,9 @@ def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     val = np.full((scores.shape[0], n), -np.inf)
     if n_eff <= 0 or scores.shape[0] == 0:
         return idx, val
+    nan = np.isnan(scores)
+    if nan.any():  # NaN is not a score: it would sort above everything in the partition
+        scores = np.where(nan, -np.inf, scores)
     step = int(np.sqrt(m / n_eff))
     rest = np.arange(scores.shape[0])
     if step >= 4:

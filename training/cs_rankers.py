@@ -122,7 +122,7 @@ class CrossSellRanker(Ranker):
         self._check_fitted()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
-        ids = np.asarray(as_id_list(customer_ids), dtype="int64")
+        ids = pd.unique(np.asarray(as_id_list(customer_ids), dtype="int64"))  # one list each
         if len(ids) == 0:
             return empty_recs(["reason"])
         h = self.history_
@@ -265,7 +265,9 @@ class CooccurrenceRanker(_ItemItemRanker):
 class ALSRanker(CrossSellRanker):
     """Implicit ALS on customer x product basket counts (confidence ``alpha * log1p(count)``).
 
-    Deterministic for a given ``random_state``: one thread, BLAS limited to one thread.
+    Deterministic for a given ``random_state`` (BLAS limited to one thread; implicit's
+    ``compute_threads()`` solver threads each solve their own rows, so the result does not
+    depend on their number).
     """
 
     name = "als"
@@ -447,7 +449,8 @@ class LookAlikeRanker(CrossSellRanker):
         sim = prof @ prof.T
         np.fill_diagonal(sim, -np.inf)
         k = min(self.neighbours, history.n_customers - 1)
-        if k < 1:
+        self.binary_ = history.binary().astype(np.float64)
+        if k < 1:  # one customer: nobody looks alike, every score is 0
             self.neighbours_ = sp.csr_matrix((history.n_customers, history.n_customers))
             return
         idx, val = top_n_rows(sim, k)
@@ -457,7 +460,6 @@ class LookAlikeRanker(CrossSellRanker):
         self.neighbours_ = sp.csr_matrix(
             (val.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n)
         )
-        self.binary_ = history.binary().astype(np.float64)
 
     def score_rows(self, rows) -> np.ndarray:
         return np.asarray((self.neighbours_[rows] @ self.binary_).todense())

@@ -139,13 +139,22 @@ def _product_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.
             "p_last_days": (h.cutoff - last).dt.total_seconds().to_numpy() / 86400.0,
             "p_repurchase_rate": pf["prod_repurchase_rate"].to_numpy("float64"),
             "p_price_mean": pf["prod_price_mean"].to_numpy("float64"),
-            "p_private": (h.item_attribute("brand") == "Private").astype(float),
+            "p_private": _is_private(h.item_attribute("brand")),
         },
         index=pd.Index(h.items, name="product_id"),
     )
     for attr in ATTRIBUTES:
         out[attr] = h.item_attribute(attr)
     return out
+
+
+def _is_private(brand) -> np.ndarray:
+    """1 for a private-label brand, 0 for another, NaN if unknown (case and spaces ignored,
+    as in ``features.customer``)."""
+    low = pd.Series(brand, dtype="object").map(
+        lambda b: b.strip().lower() if isinstance(b, str) and b.strip() else None
+    )
+    return np.where(low.isna(), np.nan, (low == "private").to_numpy(dtype=float))
 
 
 def _customer_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.DataFrame:
@@ -536,7 +545,7 @@ class LightGBMReRanker(Ranker):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
         extra = ["reason"] if reasons else []
-        ids = np.asarray(as_id_list(customer_ids), dtype="int64")
+        ids = pd.unique(np.asarray(as_id_list(customer_ids), dtype="int64"))  # one list each
         if len(ids) == 0:
             return empty_recs(extra)
         known = self.signals_.history.rows(ids) >= 0

@@ -93,7 +93,9 @@ class NextPurchaseConfig:
     tifu : TifuParams
         TIFU-KNN parameters, shared by the baseline and the ranker's features.
     tune_tifu : bool
-        Tune TIFU-KNN on ``validation_cutoff`` (cached on disk) instead of using ``tifu``.
+        Tune TIFU-KNN on ``validation_cutoff`` (cached on disk) instead of using ``tifu``, on
+        data before the (first) cutoff being fitted or evaluated only; the validation cutoff
+        moves back so that its label window ends by then.
     signals : bool
         Add the :mod:`training.np_signals` features (recency counts, repurchase hazard,
         product trend, category). Off: on the validation cutoff 2017-09-01 NDCG@10 was
@@ -327,7 +329,7 @@ class NextPurchaseRanker(Ranker):
     def feature_importance(self) -> pd.Series:
         """Gain importance of each feature, as shares summing to 1."""
         gain = pd.Series(self.model_.booster_.feature_importance("gain"), index=self.feature_names_)
-        return (gain / gain.sum()).sort_values(ascending=False)
+        return (gain / (gain.sum() or 1.0)).sort_values(ascending=False)  # no split: zeros
 
     # ------------------------------------------------------------------ scoring
     def prepare(
@@ -403,10 +405,14 @@ def _config(config) -> NextPurchaseConfig:
     return config.validate()
 
 
-def _tifu_params(tables: Tables, cfg: NextPurchaseConfig, progress) -> TifuParams:
+def _tifu_params(tables: Tables, cfg: NextPurchaseConfig, progress, cutoff) -> TifuParams:
+    """``cfg.tifu``, or TIFU-KNN tuned on data before ``cutoff`` only: at the validation
+    cutoff, moved back so that its label window ends by ``cutoff`` if need be."""
     if not cfg.tune_tifu:
         return cfg.tifu
-    return tuned_tifu_params(tables, cfg.validation_cutoff, progress=progress)
+    end = pd.Timestamp(cutoff)
+    at = min(pd.Timestamp(cfg.validation_cutoff), end - pd.Timedelta(days=cfg.window_days))
+    return tuned_tifu_params(tables.before(end), at, progress=progress)
 
 
 def fit_family(
@@ -414,7 +420,7 @@ def fit_family(
 ) -> NextPurchaseRanker:
     """Train the ranker on cutoffs before ``cutoff`` and prepare every customer's list as of it."""
     cfg = _config(config)
-    cfg.tifu = _tifu_params(tables, cfg, progress)
+    cfg.tifu = _tifu_params(tables, cfg, progress, cutoff)
     return NextPurchaseRanker(cfg).fit(tables, cutoff, progress=progress)
 
 
@@ -433,7 +439,8 @@ def figures(model: NextPurchaseRanker, top: int = 25) -> dict:
 def predict_family(model: NextPurchaseRanker, tables: Tables, cutoff, k: int = K) -> pd.DataFrame:
     """Shopping lists as of ``cutoff``: customer_id, product_id, rank (1 = best), score, expected_days.
 
-    Every customer with a purchase before ``cutoff`` gets ``k`` products.
+    Every customer with a purchase before ``cutoff`` gets ``k`` products (only those the model
+    was prepared for, if it was prepared at ``cutoff`` for a subset).
     """
     cutoff = pd.Timestamp(cutoff)
     if getattr(model, "cutoff_", None) != cutoff:
@@ -463,8 +470,8 @@ def evaluate_family(
         window.
     """
     cfg = _config(config)
-    cfg.tifu = _tifu_params(tables, cfg, progress)
     cutoffs = CUTOFFS[FAMILY] if cutoffs is None else [pd.Timestamp(c) for c in cutoffs]
+    cfg.tifu = _tifu_params(tables, cfg, progress, min(cutoffs))
     rows: list[dict] = []
     for cutoff in cutoffs:
         cutoff = pd.Timestamp(cutoff)

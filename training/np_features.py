@@ -21,6 +21,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from features._util import days_back
 from features.contract import Tables
 from features.customer import customer_features
 from features.customer_product import (
@@ -96,8 +97,7 @@ def window_features(sales: pd.DataFrame, cutoff, window_days: int = 14) -> pd.Da
     """
     cutoff = pd.Timestamp(cutoff)
     days = (cutoff - sales["timestamp"]).to_numpy() / np.timedelta64(1, "D")
-    # days > 0 (sales before the cutoff): (0, d] is window 0, i.e. [cutoff - d, cutoff)
-    w = np.maximum(np.ceil(days / window_days) - 1, 0).astype("int64")
+    w = days_back(days) // window_days  # window 0 = [cutoff - window_days, cutoff)
     cw = pd.DataFrame({"customer_id": sales["customer_id"].to_numpy(), "w": w}).drop_duplicates()
     cw["decay"] = WINDOW_DECAY ** cw["w"]
     cw["in4"] = (cw["w"] < 4).astype("int64")

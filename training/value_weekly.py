@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features._util import days_back
 from features.contract import Tables
 
 DAY = pd.Timedelta(days=1)
@@ -40,12 +41,13 @@ def weekly_matrices(
     tx = all_tx[all_tx["timestamp"] < cutoff]
     code = ids.get_indexer(tx["customer_id"].to_numpy())
     age = ((cutoff - tx["timestamp"]) / DAY).to_numpy()
-    week = (age // 7).astype("int64")
+    day = days_back(age)  # week 0 = [T - 7 days, T)
+    week = day // 7
     ok = (code >= 0) & (week < weeks)
     spend = np.zeros((len(ids), weeks))
     np.add.at(spend, (code[ok], week[ok]), tx["sales_value"].to_numpy("float64")[ok])
     sale = ((tx["quantity"] > 0) & (tx["sales_value"] >= 0)).to_numpy() & ok
-    vd = pd.DataFrame({"c": code[sale], "d": np.floor(age[sale]).astype("int64")}).drop_duplicates()
+    vd = pd.DataFrame({"c": code[sale], "d": day[sale]}).drop_duplicates()
     visits = np.zeros((len(ids), weeks))
     np.add.at(visits, (vd["c"].to_numpy(), vd["d"].to_numpy() // 7), 1.0)
     start = all_tx["timestamp"].min().floor("D")

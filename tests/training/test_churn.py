@@ -313,3 +313,19 @@ def test_rhythm_features_hand_case():
     pd.testing.assert_frame_equal(
         rhythm_features(later, CUTOFF, [1, 2]), rhythm_features(tables, CUTOFF, [1, 2])
     )
+
+
+def test_rhythm_windows_are_the_last_n_days_and_small_batches_work():
+    from training.churn_rhythm import rhythm_features
+
+    # midnight baskets exactly 7 and 60 days before the cutoff: in the last week / 60 days
+    tables = _visits_shop([7.0, 60.0], CUTOFF)
+    f = rhythm_features(tables, CUTOFF, [1]).loc[1]
+    # week 0 = [T - 7 d, T) holds the basket of 7 days back (60 days back is week 8)
+    assert f["visits_4w"] == 0.25 and f["visit_weeks_4w"] == 0.25
+    assert f["basket_median_60d"] == 10.0  # the basket of exactly 60 days back counts
+    # a customer with one visit day, an unknown one, or nobody: NaN gaps, no KeyError
+    one = _visits_shop([3.0], CUTOFF)
+    g = rhythm_features(one, CUTOFF, [1, 999])
+    assert np.isnan(g["gap_median"]).all() and g.loc[1, "visits_4w"] == 1.0  # 1 week of data
+    assert rhythm_features(one, CUTOFF, []).empty

@@ -70,6 +70,8 @@ def test_popularity_counts_recent_buyers_and_excludes_bought():
     assert got[4] == [10, 11]  # 12 and 13 bought; only two products left
     assert got[99] == [10, 11, 12]  # no history: plain popularity
     assert recs[recs["customer_id"] == 1]["rank"].tolist() == [1, 2, 3]
+    # a customer asked for twice gets one list
+    pd.testing.assert_frame_equal(pop.recommend([1, 1, 99, 1], n=3), pop.recommend([1, 99], n=3))
 
 
 def test_item_knn_scores_by_cosine_similarity_to_history():
@@ -262,6 +264,29 @@ def test_reranker_recovers_planted_department_preferences(shop, fitted):
     assert nc.nunique() == 1 and 20 < nc.iloc[0] <= n.iloc[0]
     no_cat = cs.evaluate_family(tables, [CUTOFF], cs.default_config(**FAST, categories=False))
     assert not no_cat["metric"].str.startswith("category_").any()
+
+
+def test_reranker_gives_one_list_per_customer_asked_twice(fitted):
+    ids = sorted(fitted.signals_.history.customers[:3].tolist())
+    once = fitted.recommend(ids, n=5)
+    twice = fitted.recommend([*ids, *ids], n=5)
+    pd.testing.assert_frame_equal(twice, once)
+    assert (once.groupby("customer_id").size() == 5).all()
+
+
+def test_lookalike_with_one_customer_scores_zero():
+    from training.cs_rankers import LookAlikeRanker
+
+    tables = _tx([(1, 10, 1), (1, 11, 2)])
+    m = LookAlikeRanker(min_buyers=1).fit(tables, pd.Timestamp("2017-02-01"))
+    assert (m.score_rows(np.array([0])) == 0).all()
+
+
+def test_private_label_flag_ignores_case_and_is_nan_when_unknown():
+    from training.cs_rerank import _is_private
+
+    got = _is_private(["Private", " private ", "National", None, "", float("nan")])
+    np.testing.assert_array_equal(got, [1.0, 1.0, 0.0, np.nan, np.nan, np.nan])
 
 
 def test_predict_format_every_customer_k_new_products(shop, fitted):

@@ -35,6 +35,15 @@ def test_top_n_rows_hand_made_ties_and_padding():
     assert idx[2].tolist() == [4, 3, 2, 1, 0, -1, -1]
 
 
+def test_nan_is_not_a_score_in_top_n_rows():
+    scores = np.array([[1.0, np.nan, 3.0, 2.0, 0.5], [np.nan, np.nan, 1.0, np.nan, np.nan]])
+    idx, val = top_n_rows(scores, 2)
+    assert idx.tolist() == [[2, 3], [2, -1]] and val.tolist() == [[3.0, 2.0], [1.0, -np.inf]]
+    wide = np.arange(400.0)[None, :].repeat(2, 0)
+    wide[0, 399] = np.nan  # the sampled path
+    assert top_n_rows(wide, 3)[0].tolist() == [[398, 397, 396], [399, 398, 397]]
+
+
 @pytest.mark.parametrize("n", [1, 3, 10, 40, 60])
 def test_top_n_rows_equals_a_full_stable_sort(n):
     rng = np.random.default_rng(n)

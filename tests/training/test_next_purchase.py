@@ -429,3 +429,21 @@ def test_tifu_tuning_cache_is_keyed_by_the_search_too(tmp_path, monkeypatch):
     other = {"k": [1], "alpha": [0.7]}
     baselines_np.tuned_tifu_params(tables, T, cache_dir=tmp_path, grid=other, rounds=1)
     assert len(calls) == 2 and len(list(tmp_path.glob("tifu_*.json"))) == 2
+
+
+def test_tifu_tuning_reads_only_data_before_the_cutoff(monkeypatch):
+    import training.next_purchase as np_mod
+
+    seen = {}
+
+    def fake(tables, at, progress=None):
+        seen["at"], seen["last"] = pd.Timestamp(at), tables.transactions["timestamp"].max()
+        return np_mod.TUNED_TIFU
+
+    monkeypatch.setattr(np_mod, "tuned_tifu_params", fake)
+    tables = _tables(_baseline_rows())  # sales up to 2017-03-04
+    cfg = default_config(tune_tifu=True, validation_cutoff="2017-09-01")
+    np_mod._tifu_params(tables, cfg, None, "2017-03-02")
+    assert seen["at"] == pd.Timestamp("2017-02-16")  # its 14-day window ends by the cutoff
+    assert seen["last"] < pd.Timestamp("2017-03-02")
+    assert np_mod._tifu_params(tables, default_config(), None, "2017-03-02") == cfg.tifu

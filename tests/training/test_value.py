@@ -166,6 +166,18 @@ def test_weekly_value_features_hand_case():
     assert f["wk_spend_med_13"] == pytest.approx(15.0 * per90)
 
 
+def test_weekly_value_weeks_are_seven_days_back_from_the_cutoff():
+    from test_churn import _visits_shop
+
+    from training.value_weekly import weekly_matrices
+
+    # midnight baskets on each of the 7 days of [T - 7 d, T), and one at T - 14 d
+    tables = _visits_shop([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 14.0], CUTOFF)
+    spend, visits, obs = weekly_matrices(tables, CUTOFF, pd.Index([1]))
+    assert visits[0, :3].tolist() == [7.0, 1.0, 0.0] and spend[0, :2].tolist() == [70.0, 10.0]
+    assert obs == 2
+
+
 def test_ratio_scale_kinds():
     X = pd.DataFrame(
         {
