@@ -472,6 +472,9 @@ def design_cmd(
         str | None, typer.Option(help="With --from-data: arm column, to use control rows only.")
     ] = None,
     control: Annotated[str | None, typer.Option(help="With --from-data: control arm name.")] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="With --from-data: experiment (event log with several).")
+    ] = None,
 ) -> None:
     """Sample size (or minimum detectable effect) for a conversion or revenue-per-customer metric."""
     console = _console()
@@ -479,7 +482,7 @@ def design_cmd(
         if from_data is not None:
             if column is None:
                 raise CampaignDataError("--from-data needs --column (the metric to estimate)")
-            df = io.read_input(from_data)
+            df = io.read_input(from_data, experiment=experiment)
             if column not in df.columns:
                 raise CampaignDataError(
                     f"column {column!r} not in {from_data.name!r}; columns are {list(df.columns)}"
@@ -596,13 +599,16 @@ def uplift_cmd(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the metrics as JSON here.")
     ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="Experiment to use (event log with several).")
+    ] = None,
 ) -> None:
     """Fit a T-learner and a class-transformation model; compare them with random targeting (Qini, AUUC, uplift@k)."""
     from campaigns.uplift import uplift_experiment
 
     console = _console()
     try:
-        df = io.read_input(input)
+        df = io.read_input(input, experiment=experiment)
         if treatment_column not in df.columns:
             raise CampaignDataError(
                 f"missing treatment column {treatment_column!r}; the input has columns {list(df.columns)}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,44 @@ def read_event_log(
         Missing file, tables or columns; unknown experiment.
     """
     path = Path(path)
+    for attempt in range(_SNAPSHOT_ATTEMPTS):
+        last = attempt + 1 == _SNAPSHOT_ATTEMPTS
+        try:
+            return _read_event_log(path, experiment, window_days, retry=not last)
+        except _JournalMovedMeanwhile:
+            logger.info("a journal was moved into %s while it was read; reading again", path)
+        except sqlite3.DatabaseError as exc:
+            raise CampaignDataError(
+                f"{path.name!r} is not a readable SQLite event log: {exc}"
+            ) from exc
+    raise AssertionError("unreachable: the last attempt does not retry")
+
+
+#: Reads of the event log before a journal moved meanwhile is accepted as is (rare: a move
+#: between the read's snapshot and its reading of the journal files).
+_SNAPSHOT_ATTEMPTS = 5
+
+
+class _JournalMovedMeanwhile(Exception):
+    pass
+
+
+def _journal_moved_meanwhile(path: Path, listed: set[str], snapshot: dict[str, int]) -> bool:
+    """Whether a journal file listed before the snapshot is gone and its lines were moved
+    after it: then they are in neither the snapshot's table nor a file."""
+    gone = [n for n in listed | set(snapshot) if not (journal_dir(path) / n).exists()]
+    if not gone:
+        return False
+    with closing(sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)) as con:
+        latest = dict(con.execute("SELECT journal, moved FROM journal_progress").fetchall())
+    return any(latest.get(n) != snapshot.get(n, 0) for n in gone)
+
+
+def _read_event_log(
+    path: Path, experiment: str | None, window_days: float | None, retry: bool
+) -> pd.DataFrame:
+    d = journal_dir(path)
+    listed = {f.name for f in d.glob("*.jsonl")} if d.is_dir() else set()
     con = _connect(path)
     notes: list[str] = []
     try:
@@ -245,7 +284,10 @@ def read_event_log(
         exposures = pd.read_sql_query(
             f"SELECT {', '.join(want_exp)} FROM exposures{where}", con, params=params
         )
-        journal, n_lines = journal_exposures(path, _journal_progress(con, tables))
+        progress = _journal_progress(con, tables)
+        journal, n_lines = journal_exposures(path, progress)
+        if retry and _journal_moved_meanwhile(path, listed, progress):
+            raise _JournalMovedMeanwhile
         if n_lines:
             msg = (
                 f"{n_lines} served lists ({len(journal)} exposure rows) were still in the journal"
@@ -376,10 +418,14 @@ def _add_discount_cost(
     m = red.merge(by_req, on=["experiment", "request_id", "product_id"], how="left")
     m = m.merge(by_cust, on=[*key, "product_id"], how="left")
     m["_d"] = m["_d_req"].fillna(m["_d_cust"]).fillna(0.0)
-    unmatched = int((m["_d_req"].isna() & m["_d_cust"].isna()).sum())
+    # a redemption is one row per experiment its customer is in: it is unmatched only if it
+    # matches in none, and it costs in each experiment where it matches
+    no_match = m["_d_req"].isna() & m["_d_cust"].isna()
+    unmatched = int(no_match.groupby(m["_event"]).all().sum())
     if unmatched:
         logger.warning("%d redemptions match no exposure with a discount; counted as 0", unmatched)
-    cost = m.drop_duplicates("_event").groupby(key)["_d"].sum().rename("_cost").reset_index()
+    cost = m.drop_duplicates(["_event", *key]).groupby(key)["_d"].sum().rename("_cost")
+    cost = cost.reset_index()
     units = units.merge(cost, on=key, how="left")
     units["discount_cost"] = units["_cost"].fillna(0.0)
     return units.drop(columns="_cost")

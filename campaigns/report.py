@@ -56,6 +56,8 @@ def fmt(x, kind: str = "num") -> str:
         return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
     if kind == "money":
         return f"{x:,.2f}"
+    if isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_):
+        return f"{x:,}"  # counts: 21,307, not 2.131e+04
     return f"{x:.4g}"
 
 

@@ -244,14 +244,25 @@ def _sorted_cums(y, treatment, score, weights=None):
         raise ValueError("y and score must be finite")
     if t.sum() == 0 or t.sum() == t.size:
         raise ValueError("need both treated and control customers to evaluate uplift")
-    # Stable sort on -score: ties keep input order, so shuffle beforehand if ties are many.
     order = np.argsort(-s, kind="stable")
-    y, t = y[order], t[order]
+    y, t, s = y[order], t[order], s[order]
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)[..., order]
-    nt = np.cumsum(w * t, axis=-1)
-    nc = np.cumsum(w * (1 - t), axis=-1)
-    yt = np.cumsum(w * y * t, axis=-1)
-    yc = np.cumsum(w * y * (1 - t), axis=-1)
+    sums = [np.cumsum(v, axis=-1) for v in (w * t, w * (1 - t), w * y * t, w * y * (1 - t))]
+    # Customers with the same score cannot be told apart: within a tied block the sums are
+    # their expectation over the block's orderings (linear from its start to its end), not
+    # whatever order the rows came in (a constant score on a file sorted by arm would
+    # otherwise "beat" random targeting).
+    new = np.r_[True, s[1:] != s[:-1]]
+    if not new.all():
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:] - 1, s.size - 1]
+        block = np.cumsum(new) - 1
+        a, b = starts[block], ends[block]
+        share = (np.arange(s.size) - a + 1) / (b - a + 1)
+        for i, c in enumerate(sums):
+            prev = np.where(a > 0, c[..., np.maximum(a - 1, 0)], 0.0)
+            sums[i] = prev + share * (c[..., b] - prev)
+    nt, nc, yt, yc = sums
     return nt, nc, yt, yc
 
 

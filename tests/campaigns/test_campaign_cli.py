@@ -168,6 +168,7 @@ def test_srm_printed_loudly_and_in_json(tmp_path):
             "c=10000,t=9500",
         ],
     )
+    assert res.exit_code == 0 and "sample ratio OK" in res.stdout
     assert "SAMPLE RATIO MISMATCH" not in res.stdout
 
 
@@ -205,6 +206,22 @@ def test_design_from_data(shop_csv):
     ctl = df.loc[df.arm == "control", "spend"]
     assert f"baseline {ctl.mean():.6g}, sd {ctl.std():.6g}" in res.stdout
     assert "revenue" in res.stdout
+
+
+def test_design_and_uplift_take_the_experiment_of_an_event_log(tmp_path):
+    log = make_event_log(tmp_path / "events.sqlite")  # experiments exp1 and exp2
+    args = ["design", "--from-data", str(log), "--column", "spend", "--mde", "0.1"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "pick one with --experiment" in res.output
+    res = runner.invoke(app, [*args, "--experiment", "exp1"])
+    assert res.exit_code == 0, res.output
+    assert "baseline" in res.stdout
+    res = runner.invoke(
+        app,
+        ["uplift", str(log), "--treatment-column", "arm", "--control", "control"]
+        + ["--outcome", "conversion", "--experiment", "nope"],
+    )
+    assert res.exit_code == 2 and "experiment 'nope' not in the event log" in res.output
 
 
 def test_uplift_command(shop_csv, tmp_path):
@@ -341,3 +358,12 @@ def test_interval_that_cannot_be_computed_prints_n_a(tmp_path):
     assert res.exit_code == 0, res.output
     assert "n/a" in res.stdout and "[, ]" not in res.stdout
     assert "[, ]" not in report.read_text()
+
+
+def test_report_cells_print_counts_as_integers():
+    from campaigns.report import _frame_table, fmt
+
+    assert fmt(21307) == "21,307" and fmt(np.int64(21307)) == "21,307"
+    assert fmt(0.18283) == "0.1828" and fmt(3.0) == "3"  # floats unchanged
+    html = _frame_table(pd.DataFrame({"arm": ["a"], "n": [21307], "spend": [1.5]}), {"spend"})
+    assert "<td>21,307</td>" in html and "e+04" not in html

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import numpy as np
 import pandas as pd
 import pytest
 from campaign_event_log import make_event_log
@@ -100,6 +99,49 @@ def test_not_an_event_log(tmp_path):
     assert not (tmp_path / "nope.sqlite").exists()  # no empty database created
 
 
+def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.db"
+    p.write_text("arm,y\na,1\n" * 200)
+    with pytest.raises(CampaignDataError, match="not a readable SQLite event log"):
+        read_event_log(p)
+
+
+def test_a_redemption_costs_in_each_experiment_its_offer_was_in(tmp_path):
+    from campaign_event_log import EVENTS
+
+    # customer 1 is in exp1 and exp2; they redeem exp2's offer of product 102 (discount 0.5)
+    redeem = (11, "r5", "2024-02-01T09:00:00+00:00", 1, 102, "redeemed", 0.5)
+    p = make_event_log(tmp_path / "e.sqlite", events=[*EVENTS, redeem])
+    both = read_event_log(p).set_index(["experiment", "customer_id"])
+    assert both.loc[("exp2", 1), "discount_cost"] == 0.5  # was 0: the exp1 copy was kept
+    assert both.loc[("exp1", 1), "discount_cost"] == 0.0
+    one = read_event_log(p, experiment="exp2").set_index("customer_id")
+    assert one.loc[1, "discount_cost"] == 0.5
+
+
+def test_a_journal_moved_while_the_log_is_read_is_not_lost(log_path, monkeypatch):
+    import campaigns.io as cio
+    from serving.eventlog import recover_journals
+
+    journal = log_path.parent / "events.sqlite.journal"
+    journal.mkdir()
+    line = _journal_line(
+        "r9", "2024-01-05T07:00:00.000+00:00", 99, "exp1", "offer", [[100, "remind", 0.5, 2.0]]
+    )
+    (journal / "exposures-123-abcd1234.jsonl").write_bytes(line)
+    real, calls = cio.journal_exposures, []
+
+    def move_first(path, moved=None):
+        calls.append(1)
+        if len(calls) == 1:  # after the snapshot, before the files are read
+            recover_journals(path)
+        return real(path, moved)
+
+    monkeypatch.setattr(cio, "journal_exposures", move_first)
+    df = read_event_log(log_path, experiment="exp1")
+    assert 99 in set(df["customer_id"]) and len(calls) == 2  # read again from a fresh snapshot
+
+
 def test_read_input_tables(tmp_path):
     df = pd.DataFrame({"arm": ["a", "b"], "y": [1.0, 0.0], "experiment": ["x", "y"]})
     df.to_csv(tmp_path / "t.csv", index=False)
@@ -117,8 +159,7 @@ def test_read_input_tables(tmp_path):
 def test_empty_experiment_log(tmp_path):
     p = make_event_log(tmp_path / "empty.sqlite", exposures=[], events=[])
     df = read_event_log(p)
-    assert df.empty and "conversion" in df.columns
-    assert np.isnan(df["spend"].sum()) or df["spend"].sum() == 0
+    assert len(df) == 0 and "conversion" in df.columns and "discount_cost" in df.columns
 
 
 def _journal_line(rid, ts, cid, exp, arm, offers) -> bytes:

@@ -142,3 +142,25 @@ def test_uplift_experiment_report():
     assert d["models"]["random"]["ate"] == pytest.approx(m.loc["random", "ate"])
     with pytest.raises(ValueError, match="treatment arm 'sms' not found"):
         uplift_experiment(df, "arm", "sms", "none", "visit")
+
+
+def test_tied_scores_do_not_depend_on_the_row_order():
+    # no effect at all and one constant score, on a file sorted by arm
+    rng = np.random.default_rng(0)
+    y = rng.binomial(1, 0.2, 2000).astype(float)
+    t = np.r_[np.ones(1000), np.zeros(1000)]
+    const = np.zeros(2000)
+    for order in (np.arange(2000), np.arange(2000)[::-1]):
+        assert qini_coefficient(y[order], t[order], const) == pytest.approx(0.0, abs=1e-12)
+        res = evaluate_uplift(y[order], t[order], const, n_boot=50)
+        assert res["uplift_at_10_vs_random"] == pytest.approx(0.0, abs=1e-12)
+        assert res["qini_ci_low"] <= 0.0 <= res["qini_ci_high"]
+    # ties within a score level are averaged; distinct levels still rank
+    y2 = np.array([1.0, 0.0, 0.0, 1.0])
+    t2 = np.array([1.0, 0.0, 1.0, 0.0])
+    s2 = np.array([1.0, 1.0, 0.0, 0.0])
+    swapped = np.array([1, 0, 3, 2])
+    assert qini_coefficient(y2, t2, s2) == pytest.approx(
+        qini_coefficient(y2[swapped], t2[swapped], s2[swapped])
+    )
+    assert qini_coefficient(y2, t2, s2) > 0  # the top level holds the treated buyer
