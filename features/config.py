@@ -61,9 +61,18 @@ class Settings:
         )
 
 
+class SettingsError(ValueError):
+    """The settings file cannot be read (missing, not TOML)."""
+
+
 def _from_toml(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        raw = tomllib.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise SettingsError(f"cannot read the settings file {path}: {exc}") from exc
     section = raw.get("tailor", raw)
     known = {f.name for f in fields(Settings)}
     out = {k: v for k, v in section.items() if k in known}
@@ -79,7 +88,7 @@ def get_settings(**overrides) -> Settings:
     if cfg_path.exists():
         values.update(_from_toml(cfg_path))
     elif cfg:
-        raise FileNotFoundError(f"TAILOR_CONFIG points to {cfg_path}, which does not exist")
+        raise SettingsError(f"TAILOR_CONFIG points to {cfg_path}, which does not exist")
     env_map = {
         "home": ENV_PREFIX + "HOME",
         "data_dir": ENV_PREFIX + "DATA_DIR",

@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -152,6 +153,15 @@ class Tables:
     def items(self):
         for name in self.present():
             yield name, getattr(self, name)
+
+    def fingerprint(self, n: int = 16) -> str:
+        """A short hash of every table's content (names, values, row order)."""
+        h = hashlib.sha256()
+        for name, df in self.items():
+            h.update(name.encode())
+            h.update(str(list(df.columns)).encode())
+            h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+        return h.hexdigest()[:n]
 
     def subset_customers(self, customer_ids) -> Tables:
         """The rows of the given customers (global tables such as products kept whole)."""

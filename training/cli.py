@@ -63,6 +63,13 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:  # known, harmless library chatter that would bury the progress lines
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+    from features.config import SettingsError, get_settings
+
+    try:  # a broken settings file is a message, before any command runs
+        get_settings()
+    except SettingsError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from features.cli import parse_date
 from features.contract import Tables
-from training.protocol import CUTOFFS, VALIDATION_CUTOFFS, WINDOWS_DAYS
+from training.protocol import CUTOFFS, REFERENCE_START, VALIDATION_CUTOFFS, WINDOWS_DAYS
 
 logger = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -130,11 +130,24 @@ def validation_value(mod: ModuleType, evaluation: pd.DataFrame) -> float:
     return float(rows["value"].mean())
 
 
-def validation_cutoff(family: str, as_of: pd.Timestamp) -> pd.Timestamp:
-    """The family's validation cutoff, moved back (if need be) so that its label window
-    ends by ``as_of``: a model trained as of a date never validates on later data."""
+def validation_cutoff(
+    family: str, as_of: pd.Timestamp, data_start: pd.Timestamp | None = None
+) -> pd.Timestamp:
+    """The family's validation cutoff on data from ``data_start`` up to ``as_of``.
+
+    DESIGN.md's date (:data:`VALIDATION_CUTOFFS`) when the data holds it with as much history
+    before it as Complete Journey has; otherwise the same distance from the data's own first
+    day, so data of another year validates like Complete Journey and a refresh that appends
+    weeks keeps the cutoff. Either is moved back, if need be, so that its label window ends
+    by ``as_of``: a model trained as of a date never validates on later data.
+    """
     window = pd.Timedelta(days=WINDOWS_DAYS[family])
     cutoff = VALIDATION_CUTOFFS[family]
+    if data_start is not None:
+        start = pd.Timestamp(data_start).normalize()
+        anchored = start + (cutoff - REFERENCE_START)
+        if anchored > cutoff or cutoff + window > as_of:
+            cutoff = anchored
     if cutoff + window > as_of:
         cutoff = (as_of - window).normalize()
     return cutoff
@@ -152,7 +165,7 @@ def fit_stage(family: str, tables: Tables, as_of: pd.Timestamp) -> dict:
     config = mod.default_config()
     # a family may validate on a lighter configuration (cross-sell: products only)
     val_config = getattr(mod, "validation_config", lambda c: c)(config)
-    val_cutoff = validation_cutoff(family, as_of)
+    val_cutoff = validation_cutoff(family, as_of, tables.transactions["timestamp"].min())
     t0 = time.perf_counter()
     try:
         evaluation = mod.evaluate_family(
@@ -267,31 +280,38 @@ def train_families(
 ) -> list[dict]:
     """Train several families: compute in ``jobs`` forked processes, log to MLflow in this one.
 
+    All or nothing: every family is computed first, and only when all succeeded are they
+    logged, registered and (if better) promoted, so a family the data cannot support
+    (:class:`CannotTrain`) leaves the registry as it was; the work still queued is cancelled.
     MLflow's SQLite store sees one writer at a time; results come back in ``families`` order.
     """
     global _WORKER_TABLES
     order = sorted(families, key=lambda f: FIT_ORDER.index(f) if f in FIT_ORDER else len(FIT_ORDER))
-    results: dict[str, dict] = {}
-
-    def done(stage: dict) -> None:
-        res = log_stage(stage, tables, as_of, force=force)
-        results[res["family"]] = res
-        if on_done is not None:
-            on_done(res)
+    stages: dict[str, dict] = {}
 
     if jobs <= 1 or len(order) == 1 or "fork" not in multiprocessing.get_all_start_methods():
         for fam in order:
-            done(fit_stage(fam, tables, as_of))
+            stages[fam] = fit_stage(fam, tables, as_of)
     else:
         _WORKER_TABLES = tables
+        ctx = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=ctx)
         try:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=ctx) as pool:
-                futures = {pool.submit(_fit_stage_in_worker, fam, as_of): fam for fam in order}
-                for fut in as_completed(futures):
-                    done(fut.result())
+            futures = {pool.submit(_fit_stage_in_worker, fam, as_of): fam for fam in order}
+            for fut in as_completed(futures):
+                stages[futures[fut]] = fut.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the running one ends, no new ones
+            raise
         finally:
+            pool.shutdown(wait=True)
             _WORKER_TABLES = None
+    results: dict[str, dict] = {}
+    for fam in order:
+        res = log_stage(stages.pop(fam), tables, as_of, force=force)
+        results[fam] = res
+        if on_done is not None:
+            on_done(res)
     return [results[f] for f in families]
 
 
@@ -491,10 +511,16 @@ def write_frame(df: pd.DataFrame, out: Path) -> None:
     check_output(out)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".parquet":
-        df.to_parquet(out, index=False)
-    else:
-        df.to_csv(out, index=False)
+    # written next to it, then renamed: an interrupted run leaves the previous file whole
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if out.suffix.lower() == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 PREDICT_COLUMNS = {

@@ -29,6 +29,12 @@ VALIDATION_CUTOFFS: dict[str, pd.Timestamp] = {
     "value": pd.Timestamp("2017-06-01"),
 }
 
+#: The first day of Complete Journey's transactions: the validation cutoffs above sit this far
+#: into the data. Data that does not hold them (another year, or too little history before
+#: them) validates at the same distance from its own first day (see
+#: :func:`training.commands.validation_cutoff`).
+REFERENCE_START = pd.Timestamp("2017-01-01")
+
 WINDOWS_DAYS = {"next_purchase": 14, "cross_sell": 28, "churn": 60, "value": 90}
 CHURN_ACTIVE_DAYS = 90
 PARTIAL_CHURN_SHARE = 0.5

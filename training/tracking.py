@@ -15,7 +15,6 @@ Registry rules
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -79,39 +78,33 @@ def experiment_id(name: str) -> str:
     return c.create_experiment(name, artifact_location=location)
 
 
-def _transactions_summary(tx: pd.DataFrame) -> dict:
-    """Date range and totals of transactions: what the data hashes below are made of."""
-    return {
-        "first": str(tx["timestamp"].min()),
-        "last": str(tx["timestamp"].max()),
-        "sales": round(float(tx["sales_value"].sum()), 2),
-        "customers": int(tx["customer_id"].nunique()),
-        "id_sum": int(tx["customer_id"].sum() % 1_000_000_007),
-    }
-
-
-def _short_hash(parts: dict, n: int) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:n]
-
-
 def data_fingerprint(tables) -> str:
-    """A short hash of the training data (row counts, date range, totals) to log with each run."""
-    parts = {name: len(df) for name, df in tables.items()}
-    return _short_hash(parts | _transactions_summary(tables.transactions), 16)
+    """A short hash of the content of every table of the training data, logged with each run."""
+    return tables.fingerprint(16)
 
 
 def validation_split(tables, cutoff, end) -> str:
-    """``<cutoff>/<hash>``: the validation cutoff and a hash of the transactions before
-    ``end`` (the end of its label window), all that a validation reads. Two versions'
-    validation values are comparable only when these agree: data added later (a weekly
-    refresh) keeps the split, another source or an edited past does not."""
-    tx = tables.transactions
-    tx = tx[tx["timestamp"] < pd.Timestamp(end)]
-    parts = _transactions_summary(tx) | {
-        "rows": len(tx),
-        "product_sum": int(tx["product_id"].sum() % 1_000_000_007),
-    }
-    return f"{pd.Timestamp(cutoff).date()}/{_short_hash(parts, 12)}"
+    """``<cutoff>/<hash>``: the validation cutoff and a hash of what a validation reads,
+    the data known before ``end`` (the end of its label window): transactions, redemptions
+    and campaigns before it, campaign targets and coupons of those campaigns, and the
+    products and customers that appear in those transactions. Two versions' validation
+    values are comparable only when these agree: data added later (a weekly refresh, with its
+    new customers and products) keeps the split; another source or an edited past does not."""
+    end = pd.Timestamp(end)
+    t = tables.before(end)
+    tx = t.transactions
+    if t.campaigns is not None:
+        t.campaigns = t.campaigns[t.campaigns["start_date"] < end]
+        known = t.campaigns["campaign_id"]
+        for name in ("campaign_targets", "coupons"):
+            df = getattr(t, name)
+            if df is not None:
+                setattr(t, name, df[df["campaign_id"].isin(known)])
+    if t.products is not None:
+        t.products = t.products[t.products["product_id"].isin(tx["product_id"])]
+    if t.customers is not None:
+        t.customers = t.customers[t.customers["customer_id"].isin(tx["customer_id"])]
+    return f"{pd.Timestamp(cutoff).date()}/{t.fingerprint(12)}"
 
 
 def _flat_params(config) -> dict[str, str]:
@@ -336,8 +329,9 @@ def promote_if_better(
     hist = _history(c, name)
     if cur is not None:
         hist.append(cur)
-    c.set_registered_model_tag(name, HISTORY_TAG, ",".join(hist))
+    # the alias first: if it fails, the history does not claim a change that did not happen
     c.set_registered_model_alias(name, ALIAS, version)
+    c.set_registered_model_tag(name, HISTORY_TAG, ",".join(hist))
     logger.info("%s: champion -> v%s (%s)", name, version, why)
     return True, f"champion -> v{version} ({why})"
 
@@ -347,9 +341,16 @@ def rollback(family: str) -> str:
     c = client()
     name = model_name(family)
     hist = _history(c, name)
-    if not hist:
+    prev = None
+    while hist and prev is None:
+        prev = hist.pop()
+        try:
+            c.get_model_version(name, prev)
+        except MlflowException:  # deleted since: the one before it
+            logger.warning("%s: previous champion v%s no longer exists; skipped", name, prev)
+            prev = None
+    if prev is None:
         raise NoChampionError(f"{name}: no previous champion to roll back to")
-    prev = hist.pop()
     c.set_registered_model_alias(name, ALIAS, prev)
     c.set_registered_model_tag(name, HISTORY_TAG, ",".join(hist))
     logger.info("%s: rolled back champion -> v%s", name, prev)

@@ -32,7 +32,6 @@ What is planted
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 
@@ -907,11 +906,7 @@ def generate(
 
 def fingerprint(tables: Tables) -> str:
     """A short hash of every table's content, to compare generated shops cheaply."""
-    h = hashlib.sha256()
-    for name, df in tables.items():
-        h.update(name.encode())
-        h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+    return tables.fingerprint()
 
 
 __all__ = ["SyntheticConfig", "SyntheticTruth", "fingerprint", "generate", "generate_with_truth"]

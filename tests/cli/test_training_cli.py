@@ -199,8 +199,9 @@ def _flat(output: str) -> str:
         (("models", "promote", "next-purchase", "seven"), "not a version number"),
     ],
 )
-def test_bad_input_gives_a_message_not_a_traceback(home, tmp_path, args, message):
+def test_bad_input_gives_a_message_not_a_traceback(home, tmp_path, monkeypatch, args, message):
     """Each case exits 2 with the message; no exception escapes (`catch_exceptions` off)."""
+    monkeypatch.chdir(tmp_path)  # the cases' relative outputs (x.csv) land here if written
     res = runner.invoke(app, list(args), catch_exceptions=False)
     assert res.exit_code == 2, res.output
     assert message in _flat(res.output), res.output
@@ -240,6 +241,21 @@ def test_parse_date_and_the_protocol_check():
     # a model trained as of a date validates on data before it only
     assert validation_cutoff("churn", pd.Timestamp("2018-01-01")) == pd.Timestamp("2017-08-01")
     assert validation_cutoff("churn", pd.Timestamp("2017-06-01")) == pd.Timestamp("2017-04-02")
+    # data of another year validates as far into its own data as Complete Journey does,
+    # and a refresh that appends weeks keeps the cutoff
+    start = pd.Timestamp("2022-03-05 08:30")
+    for as_of in ("2023-03-10", "2023-04-20"):
+        got = validation_cutoff("churn", pd.Timestamp(as_of), start)
+        assert got == pd.Timestamp("2022-03-05") + (
+            pd.Timestamp("2017-08-01") - pd.Timestamp("2017-01-01")
+        )
+    assert validation_cutoff("churn", pd.Timestamp("2011-12-10"), pd.Timestamp("2010-12-01")) == (
+        pd.Timestamp("2011-07-01")
+    )
+    # Complete Journey's own start, or data that began earlier: DESIGN.md's date
+    for begin in ("2017-01-01 06:00", "2016-01-01"):
+        got = validation_cutoff("churn", pd.Timestamp("2018-01-01"), pd.Timestamp(begin))
+        assert got == pd.Timestamp("2017-08-01")
     for family, cutoffs in CUTOFFS.items():  # validation windows end by the first reporting one
         if family in ("next_purchase", "cross_sell"):  # churn and value: training.protocol
             end = validation_cutoff(family, pd.Timestamp("2018-01-01")) + pd.Timedelta(
@@ -279,3 +295,54 @@ def test_predict_twice_gives_the_same_output(home, tmp_path, task):
         assert res.exit_code == 0, res.output
         outs.append(out.read_bytes())
     assert len(outs[0]) > 100 and outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_family_that_cannot_train_leaves_the_registry_as_it_was(monkeypatch, jobs):
+    import training.commands as commands
+
+    def fake_stage(family, tables, as_of):
+        if family == "value":
+            raise commands.CannotTrain("value: cannot fit as of 2017-05-01: too little history")
+        return {"family": family}
+
+    logged = []
+    monkeypatch.setattr(commands, "fit_stage", fake_stage)
+    monkeypatch.setattr(
+        commands, "log_stage", lambda stage, *a, **k: logged.append(stage["family"]) or stage
+    )
+    fams = ["next_purchase", "churn", "value"]
+    with pytest.raises(commands.CannotTrain, match="value: cannot fit"):
+        commands.train_families(fams, None, pd.Timestamp("2017-05-01"), jobs=jobs)
+    assert logged == []  # nothing logged or registered
+    got = commands.train_families(fams[:2], None, pd.Timestamp("2017-05-01"), jobs=jobs)
+    assert [r["family"] for r in got] == fams[:2] and sorted(logged) == sorted(fams[:2])
+
+
+def test_a_broken_settings_file_is_a_message(tmp_path, monkeypatch):
+    bad = tmp_path / "tailor.toml"
+    bad.write_text("home = [unclosed\n")
+    monkeypatch.setenv("TAILOR_CONFIG", str(bad))
+    res = runner.invoke(app, ["models", "list"], catch_exceptions=False)
+    assert res.exit_code == 2 and "is not valid TOML" in res.output
+    monkeypatch.setenv("TAILOR_CONFIG", str(tmp_path / "missing.toml"))
+    res = runner.invoke(app, ["models", "list"], catch_exceptions=False)
+    assert res.exit_code == 2 and "which does not exist" in _flat(res.output)
+
+
+def test_an_output_file_is_replaced_whole(tmp_path, monkeypatch):
+    from training.commands import write_frame
+
+    out = tmp_path / "p.csv"
+    write_frame(pd.DataFrame({"a": [1, 2]}), out)
+    assert pd.read_csv(out)["a"].tolist() == [1, 2]
+
+    def broken(self, path, **kw):  # dies half-way through writing
+        open(path, "w").write("a\n3\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_frame(pd.DataFrame({"a": [3, 4]}), out)
+    monkeypatch.undo()
+    assert pd.read_csv(out)["a"].tolist() == [1, 2] and list(tmp_path.iterdir()) == [out]

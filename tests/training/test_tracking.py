@@ -107,6 +107,18 @@ def test_register_promote_only_if_better_and_rollback(store):
     assert versions.loc[versions["champion"], "version"].tolist() == [int(v2)]
 
 
+def test_rollback_skips_a_previous_champion_that_was_deleted(store):
+    tracking = store
+    versions = [_log(tracking, v, [5, 6])[1] for v in (0.1, 0.2, 0.3)]
+    for v in versions:
+        assert tracking.promote_if_better("next_purchase", v)[0]
+    # history v1, v2; champion v3; v2 is deleted from the registry
+    tracking.client().delete_model_version(tracking.model_name("next_purchase"), versions[1])
+    assert tracking.rollback("next_purchase") == versions[0]
+    with pytest.raises(tracking.NoChampionError, match="no previous champion"):
+        tracking.rollback("next_purchase")
+
+
 def test_lower_is_better_metric(store):
     tracking = store
     _, v1 = _log(tracking, 100.0, [5, 6])
@@ -114,6 +126,54 @@ def test_lower_is_better_metric(store):
     _, v2 = _log(tracking, 90.0, [5, 6])
     ok, _ = tracking.promote_if_better("next_purchase", v2, greater_is_better=False)
     assert ok
+
+
+def test_the_split_and_fingerprint_see_edits_but_not_a_refresh():
+    from training import tracking
+
+    def shop():
+        t = _tables()
+        t.products = pd.DataFrame({"product_id": [5, 6], "category": ["a", "b"]})
+        t.customers = pd.DataFrame({"customer_id": [1, 2], "age_band": ["25-34", "65+"]})
+        return t
+
+    def hashes(t):
+        return tracking.validation_split(t, "2017-01-02", "2017-01-04"), tracking.data_fingerprint(
+            t
+        )
+
+    split, fp = hashes(shop())
+    assert hashes(shop()) == (split, fp)
+
+    def quantity(t):
+        t.transactions["quantity"] *= 2
+
+    def swap_products(t):  # lines before the end: (1, 5) and (2, 5) -> (1, 6), (2, 5)...
+        t.transactions.loc[0, "product_id"], t.transactions.loc[1, "product_id"] = 6, 5
+
+    def move_a_line(t):
+        t.transactions.loc[2, "timestamp"] -= pd.Timedelta(hours=1)
+
+    def category(t):
+        t.products["category"] = ["b", "a"]
+
+    def demographics(t):
+        t.customers["age_band"] = ["65+", "25-34"]
+
+    # edits of the past with the same totals and counts: another split and fingerprint
+    for edit in (quantity, swap_products, move_a_line, category, demographics):
+        t = shop()
+        edit(t)
+        got_split, got_fp = hashes(t)
+        assert got_split != split and got_fp != fp, edit.__name__
+
+    # a refresh: a product and a customer that only appear later keep the split
+    t = shop()
+    t.products = pd.concat([t.products, pd.DataFrame({"product_id": [9], "category": ["c"]})])
+    t.customers = pd.concat(
+        [t.customers, pd.DataFrame({"customer_id": [3], "age_band": ["35-44"]})]
+    )
+    assert hashes(t)[0] == split and hashes(t)[1] != fp
 
 
 def test_promotion_compares_only_the_same_validation_split(store):
