@@ -328,6 +328,9 @@ def train(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path", help="files source directory"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="files source: column mapping (TOML)"
+    ),
     force: bool = typer.Option(
         False, "--force", help="make the new version champion even if it is not better"
     ),
@@ -338,7 +341,7 @@ def train(
     """Train model families, log them to MLflow, register them and promote the better ones."""
     families = parse_families(family)
     cutoff = parse_date(as_of)
-    tables = _load(source, path)
+    tables = _load(source, path, mapping)
     if cutoff is None:
         cutoff = default_as_of(tables)
     else:
@@ -429,6 +432,9 @@ def evaluate(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="files source: column mapping (TOML)"
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="also write the long table (CSV or Parquet)"
     ),
@@ -442,7 +448,7 @@ def evaluate(
     check_output(out)
     if plots is not None and plots.exists() and not plots.is_dir():
         raise typer.BadParameter(f"{plots} is a file, not a folder", param_hint="--plots")
-    tables = _load(source, path)
+    tables = _load(source, path, mapping)
     for fam in families:
         check_protocol_covered(tables, fam)
     frames = []
@@ -542,6 +548,9 @@ def predict(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="files source: column mapping (TOML)"
+    ),
     level: str = typer.Option(
         "product",
         "--level",
@@ -563,7 +572,7 @@ def predict(
     check_output(out)
     cutoff = parse_date(as_of)
     mod = family_module(fam)
-    tables = _load(source, path)
+    tables = _load(source, path, mapping)
     check_as_of(tables, cutoff)
     config = mod.default_config()
     if fam == "next_purchase" and k > config.list_size:  # the prepared lists are this long

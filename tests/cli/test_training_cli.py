@@ -185,6 +185,11 @@ def _flat(output: str) -> str:
             + ("--path", "/nonexistent/tailor"),
             "/nonexistent/tailor",
         ),
+        (
+            ("predict", "churn", "--as-of", "2017-10-01", "--out", "x.csv", "-s", "files")
+            + ("--path", ".", "--mapping", "/nonexistent/m.toml"),
+            "mapping file /nonexistent/m.toml not found",
+        ),
         # churn needs a 60-day label window and 56 days of history before a training cutoff
         (
             ("predict", "churn", "--as-of", "2017-02-15", "--out", "x.csv", *SYN),
