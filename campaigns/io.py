@@ -247,7 +247,10 @@ def _journal_moved_meanwhile(path: Path, listed: set[str], snapshot: dict[str, i
     if not gone:
         return False
     with closing(sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)) as con:
-        latest = dict(con.execute("SELECT journal, moved FROM journal_progress").fetchall())
+        try:
+            latest = dict(con.execute("SELECT journal, moved FROM journal_progress").fetchall())
+        except sqlite3.OperationalError:  # no journal was ever moved into this log
+            latest = {}
     return any(latest.get(n) != snapshot.get(n, 0) for n in gone)
 
 
