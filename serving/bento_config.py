@@ -39,6 +39,7 @@ import asyncio
 import copy
 import gc
 import json
+import logging
 import os
 
 from starlette.responses import JSONResponse
@@ -78,6 +79,32 @@ def service_config(raw: str | None = None) -> dict:
     if config.pop("timeout_fix", False):
         install_timeout_fix()
     return config
+
+
+#: BentoML's logger of request exceptions (``log_exception``).
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+
+
+class ClientErrorFilter(logging.Filter):
+    """Log a request BentoML rejected as invalid (pydantic ``ValidationError``, answered 400)
+    as one INFO line, not an ERROR with the framework's traceback: a bad client is not a
+    server fault, and its tracebacks would bury the real errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "ValidationError":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.getMessage()}: 400, {exc.error_count()} validation error(s)"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Install :class:`ClientErrorFilter` once on BentoML's request-exception logger."""
+    log = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, ClientErrorFilter) for f in log.filters):
+        log.addFilter(ClientErrorFilter())
 
 
 def freeze_startup_heap() -> None:

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from starlette.responses import JSONResponse, Response
 
 from features.config import get_settings
-from serving.bento_config import freeze_startup_heap, service_config
+from serving.bento_config import freeze_startup_heap, quiet_client_errors, service_config
 from serving.config import load_config
 from serving.engine import OfferEngine, OfferList
 from serving.eventlog import EventLog, now_iso, offers_json
@@ -47,6 +47,7 @@ from serving.schemas import (
 from serving.store import StoreError, load_store, store_path
 
 logger = logging.getLogger(__name__)
+quiet_client_errors()
 
 EVENTLOG_FILE = "events.sqlite"
 

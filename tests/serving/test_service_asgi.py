@@ -155,6 +155,18 @@ def test_malformed_offers_requests_get_field_level_4xx(client, payload, field):
     assert int(r.headers["content-length"]) == len(r.content)
 
 
+def test_a_client_error_is_one_info_line_not_an_error_traceback(client, caplog):
+    from serving.bento_config import BENTOML_REQUEST_LOGGER
+
+    with caplog.at_level("INFO", logger=BENTOML_REQUEST_LOGGER):
+        r = client.post("/offers", json={"customer_id": 1, "n": -3})
+    assert r.status_code == 400
+    recs = [x for x in caplog.records if x.name == BENTOML_REQUEST_LOGGER]
+    assert recs and all(x.levelname == "INFO" and x.exc_info is None for x in recs)
+    assert "/offers" in recs[0].getMessage() and "400, 1 validation error" in recs[0].getMessage()
+    assert "Traceback" not in caplog.text
+
+
 def test_invalid_json_and_unknown_experiment(client):
     r = client.post("/offers", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["detail"][0]["type"] == "json_invalid"
