@@ -290,8 +290,8 @@ def promote_if_better(
     * a version without a valid (finite) validation value is never promoted;
     * it is compared with the champion only when both were validated on the same split
       (tag ``validation_split``: cutoff and data, see :func:`validation_split`); when the
-      splits differ the values are not comparable and the champion is kept (the reason
-      says so; ``force`` promotes);
+      splits differ, or either is not recorded, the values are not comparable and the
+      champion is kept (the reason says so; ``force`` promotes);
     * a champion without a valid value can be replaced by any valid version.
 
     Returns ``(promoted, reason)``. Raises :class:`mlflow.exceptions.MlflowException` for
@@ -314,11 +314,12 @@ def promote_if_better(
         old, split_old = _validation(c, name, cur)
         if old is None:
             why = f"champion v{cur} has no valid validation value"
-        elif split_new and split_old and split_new != split_old:
+        elif split_new is None or split_old is None or split_new != split_old:
             return (
                 False,
                 f"v{version} cannot be compared with champion v{cur}: validated on "
-                f"{split_new}, the champion on {split_old} (another cutoff or other data); "
+                f"{split_new or 'an unrecorded split'}, the champion on "
+                f"{split_old or 'an unrecorded split'} (another cutoff or other data); "
                 "champion kept (--force promotes it)",
             )
         elif not (new > old if greater_is_better else new < old):

@@ -176,6 +176,7 @@ def test_prepare_store_from_registry_pins_champions(home, tiny_tables, monkeypat
             validation_value=0.7,
             feature_names=None,
             fingerprint="x",
+            validation_split="2017-01-01/x",
         )
         tracking.promote_if_better(fam, version)
     store_path(home / "serving").unlink()
@@ -209,6 +210,7 @@ def test_prepare_store_from_registry_pins_champions(home, tiny_tables, monkeypat
         validation_value=0.8,
         feature_names=None,
         fingerprint="x",
+        validation_split="2017-01-01/x",
     )
     assert tracking.promote_if_better("churn", v2)[0]
     meta2 = read_meta(

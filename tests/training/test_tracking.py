@@ -43,7 +43,7 @@ def _tables():
     return Tables(transactions=tx)
 
 
-def _log(tracking, value, items, split=None):
+def _log(tracking, value, items, split="2017-01-20/same-data"):
     preds = pd.DataFrame(
         {
             "customer_id": [1, 1, 2],
@@ -117,6 +117,16 @@ def test_rollback_skips_a_previous_champion_that_was_deleted(store):
     assert tracking.rollback("next_purchase") == versions[0]
     with pytest.raises(tracking.NoChampionError, match="no previous champion"):
         tracking.rollback("next_purchase")
+
+
+def test_a_version_without_a_recorded_split_is_not_compared(store):
+    tracking = store
+    _, v1 = _log(tracking, 0.30, [5, 6])
+    assert tracking.promote_if_better("next_purchase", v1)[0]
+    _, v2 = _log(tracking, 0.90, [5, 6], split=None)  # e.g. logged by an older version
+    ok, why = tracking.promote_if_better("next_purchase", v2)
+    assert not ok and "an unrecorded split" in why and "--force" in why
+    assert tracking.promote_if_better("next_purchase", v2, force=True)[0]
 
 
 def test_lower_is_better_metric(store):
