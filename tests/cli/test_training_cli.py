@@ -157,10 +157,12 @@ def test_evaluate_prints_model_and_baseline_and_writes_long_table(home, tmp_path
         ),
     ],
 )
-def test_bad_arguments_are_clear(home, args, message):
-    res = runner.invoke(app, list(args))
-    assert res.exit_code != 0
+def test_bad_arguments_are_clear(home, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)  # relative outputs (x.csv, x.txt) land here if written
+    res = runner.invoke(app, list(args), catch_exceptions=False)
+    assert res.exit_code == 2, res.output
     assert message in res.output
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.txt").exists()
 
 
 SYN = ("--source", "synthetic")

@@ -226,7 +226,7 @@ def test_forget_reaches_exposures_still_in_the_journal(tmp_path):
     assert log.counts() == {"exposures": 1, "events": 0}
     # no journal file that held the customer is left on disk: both were replaced
     after = {p.name for p in (tmp_path / "log.sqlite.journal").glob("*.jsonl")}
-    assert len(before) == 2 and not before & after
+    assert len(before) == 2 and len(after) == 2 and not before & after
     for f in (tmp_path / "log.sqlite.journal").glob("*.jsonl"):
         assert b'"r1"' not in f.read_bytes() and b'"r3"' not in f.read_bytes()
     # the fresh journals take new exposures and lose none

@@ -436,14 +436,18 @@ def test_tifu_tuning_reads_only_data_before_the_cutoff(monkeypatch):
 
     seen = {}
 
+    tuned = np_mod.TifuParams(group_size=1, within_decay=0.5, group_decay=0.5, k=3, alpha=0.9)
+
     def fake(tables, at, progress=None):
         seen["at"], seen["last"] = pd.Timestamp(at), tables.transactions["timestamp"].max()
-        return np_mod.TUNED_TIFU
+        return tuned
 
     monkeypatch.setattr(np_mod, "tuned_tifu_params", fake)
     tables = _tables(_baseline_rows())  # sales up to 2017-03-04
     cfg = default_config(tune_tifu=True, validation_cutoff="2017-09-01")
-    np_mod._tifu_params(tables, cfg, None, "2017-03-02")
+    assert np_mod._tifu_params(tables, cfg, None, "2017-03-02") == tuned
     assert seen["at"] == pd.Timestamp("2017-02-16")  # its 14-day window ends by the cutoff
     assert seen["last"] < pd.Timestamp("2017-03-02")
-    assert np_mod._tifu_params(tables, default_config(), None, "2017-03-02") == cfg.tifu
+    seen.clear()  # without tune_tifu: the configured parameters, no tuning
+    plain = default_config()
+    assert np_mod._tifu_params(tables, plain, None, "2017-03-02") == plain.tifu and seen == {}
