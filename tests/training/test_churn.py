@@ -136,6 +136,11 @@ def test_reasons_come_from_contributions(shop, fitted):
     assert any(
         k in " ".join(reasons[i]) for k in ("no visit", "visits", "spend", "visit every", "expects")
     )
+    # the first reason is the text of the feature with the largest contribution of the row
+    contrib = fitted.models_["churn"].contributions(X).drop(columns="bias")
+    top_feature = contrib.iloc[i].idxmax()
+    assert contrib.iloc[i].max() > 0
+    assert reasons[i][0] == churn._reason_text(top_feature, X.iloc[i])[1]
     # recency text carries the numbers of the row
     r = X.iloc[i]
     text = churn._reason_recency(r)
