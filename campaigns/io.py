@@ -243,7 +243,8 @@ class _JournalMovedMeanwhile(Exception):
 def _journal_moved_meanwhile(path: Path, listed: set[str], snapshot: dict[str, int]) -> bool:
     """Whether a journal file listed before the snapshot is gone and its lines were moved
     after it: then they are in neither the snapshot's table nor a file."""
-    gone = [n for n in listed | set(snapshot) if not (journal_dir(path) / n).exists()]
+    d = journal_dir(path)
+    gone = [n for n in listed | set(snapshot) if not (d / n).exists()]
     if not gone:
         return False
     with closing(sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)) as con:

@@ -520,11 +520,6 @@ def tune_tifu(
     return TifuParams(**best), best_score
 
 
-def tables_fingerprint(tables: Tables) -> str:
-    """A short hash of the data's content, to key caches."""
-    return tables.fingerprint(16)
-
-
 def tuned_tifu_params(
     tables: Tables,
     cutoff,
@@ -550,7 +545,7 @@ def tuned_tifu_params(
         json.dumps(search, sort_keys=True, default=str).encode()
     ).hexdigest()[:8]
     day = pd.Timestamp(cutoff).date()
-    path = cache_dir / f"tifu_{tables_fingerprint(tables)}_{day}_{search_key}.json"
+    path = cache_dir / f"tifu_{tables.fingerprint(16)}_{day}_{search_key}.json"
     if path.exists():
         try:
             return TifuParams(**json.loads(path.read_text())["params"])

@@ -300,11 +300,9 @@ def train_families(
             futures = {pool.submit(_fit_stage_in_worker, fam, as_of): fam for fam in order}
             for fut in as_completed(futures):
                 stages[futures[fut]] = fut.result()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # the running one ends, no new ones
-            raise
         finally:
-            pool.shutdown(wait=True)
+            # after a failure the running stages end and the queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
             _WORKER_TABLES = None
     results: dict[str, dict] = {}
     for fam in order:

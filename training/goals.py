@@ -129,16 +129,11 @@ def check(goal: Goal, means: pd.Series) -> dict | None:
     if not base:
         return None
     undefined = [k for k, v in base.items() if not np.isfinite(v)]
+    best = undefined[0] if undefined else (min if goal.lower_is_better else max)(base, key=base.get)
+    b = base[best]
     if undefined or not np.isfinite(model):
         # a metric that could not be computed (NaN) is reported, never met
-        best = (
-            undefined[0]
-            if undefined
-            else (min if goal.lower_is_better else max)(base, key=base.get)
-        )
-        return _verdict(goal, model, best, base[best], np.nan, False)
-    best = (min if goal.lower_is_better else max)(base, key=base.get)
-    b = base[best]
+        return _verdict(goal, model, best, b, np.nan, False)
     with np.errstate(divide="ignore", invalid="ignore"):  # a baseline at 0: inf or nan
         if goal.kind == "ratio":
             result = float(np.float64(model) / b)
