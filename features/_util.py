@@ -95,6 +95,23 @@ def safe_div(num, den) -> np.ndarray:
     return out
 
 
+#: The contract's brand values (``products.brand``); anything else counts as unknown.
+BRANDS = ("private", "national")
+
+
+def private_label(brand) -> np.ndarray:
+    """1.0 for a private-label brand, 0.0 for a national one, NaN for anything else
+    (missing, blank or a value outside the contract's ``national/private``); case and
+    surrounding spaces are ignored. One definition for every feature that reads brands."""
+    low = pd.Series(brand, dtype="object").map(
+        lambda b: b.strip().lower() if isinstance(b, str) else None
+    )
+    out = np.full(len(low), np.nan)
+    out[(low == "private").to_numpy()] = 1.0
+    out[(low == "national").to_numpy()] = 0.0
+    return out
+
+
 def slug(name: str) -> str:
     """A column-name-safe lower-case version of a label ('DRUG GM' -> 'drug_gm')."""
     out = "".join(ch.lower() if ch.isalnum() else "_" for ch in str(name))

@@ -39,7 +39,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from features._util import History, as_cutoff, safe_div, slug
+from features._util import History, as_cutoff, private_label, safe_div, slug
 
 logger = logging.getLogger(__name__)
 
@@ -291,10 +291,8 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
         cols[f"dept_share__{slug(d)}"] = safe_div(
             np.bincount(s_cust[in_d], weights=s_val[in_d], minlength=n), sale_spend
         )[has]
-    brand = hist.product_attribute(products, "brand")
-    brand = np.array([str(b).strip().lower() if b is not None else "" for b in brand], dtype=object)
-    known = np.isin(brand, ("private", "national"))[s_prod]
-    private = (brand == "private")[s_prod]
+    flag = private_label(hist.product_attribute(products, "brand"))[s_prod]
+    known, private = ~np.isnan(flag), flag == 1.0
     cols["private_share"] = safe_div(
         np.bincount(s_cust[private], weights=s_val[private], minlength=n),
         np.bincount(s_cust[known], weights=s_val[known], minlength=n),

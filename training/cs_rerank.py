@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from features._util import private_label
 from features.contract import Tables
 from training.base import RECS_COLUMNS, Ranker, as_id_list, empty_recs
 from training.cs_data import DAY, CrossSellHistory, build_history, thread_map, top_n_rows
@@ -139,22 +140,13 @@ def _product_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.
             "p_last_days": (h.cutoff - last).dt.total_seconds().to_numpy() / 86400.0,
             "p_repurchase_rate": pf["prod_repurchase_rate"].to_numpy("float64"),
             "p_price_mean": pf["prod_price_mean"].to_numpy("float64"),
-            "p_private": _is_private(h.item_attribute("brand")),
+            "p_private": private_label(h.item_attribute("brand")),
         },
         index=pd.Index(h.items, name="product_id"),
     )
     for attr in ATTRIBUTES:
         out[attr] = h.item_attribute(attr)
     return out
-
-
-def _is_private(brand) -> np.ndarray:
-    """1 for a private-label brand, 0 for another, NaN if unknown (case and spaces ignored,
-    as in ``features.customer``)."""
-    low = pd.Series(brand, dtype="object").map(
-        lambda b: b.strip().lower() if isinstance(b, str) and b.strip() else None
-    )
-    return np.where(low.isna(), np.nan, (low == "private").to_numpy(dtype=float))
 
 
 def _customer_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.DataFrame:

@@ -66,6 +66,19 @@ def test_baskets_breadth_and_needs(feats):
     assert c2.basket_size_mean == 2 and c2.dept_share__grocery == 1.0 and c2.private_share == 0.0
 
 
+def test_private_share_reads_brands_as_the_contract_names_them():
+    # case and spaces ignored; a brand outside national/private is unknown, not national
+    products = {
+        1: ("GROCERY", "A", " PRIVATE "),
+        2: ("GROCERY", "B", "National"),
+        3: ("GROCERY", "C", "Acme"),
+        4: ("GROCERY", "D", None),
+    }
+    lines = [line(1, 1, p, "2017-02-01", v) for p, v in ((1, 3.0), (2, 1.0), (3, 50.0), (4, 20.0))]
+    f = customer_features(make_tables(lines, products), CUTOFF)
+    assert f.loc[1, "private_share"] == pytest.approx(3 / 4)
+
+
 def test_campaigns_only_started_before_cutoff(feats):
     c1, c2 = feats.loc[1], feats.loc[2]
     # campaign 3 starts after the cutoff and its redemption is after it too

@@ -283,10 +283,10 @@ def test_lookalike_with_one_customer_scores_zero():
 
 
 def test_private_label_flag_ignores_case_and_is_nan_when_unknown():
-    from training.cs_rerank import _is_private
+    from features._util import private_label
 
-    got = _is_private(["Private", " private ", "National", None, "", float("nan")])
-    np.testing.assert_array_equal(got, [1.0, 1.0, 0.0, np.nan, np.nan, np.nan])
+    got = private_label(["Private", " private ", "National", None, "", float("nan"), "Acme"])
+    np.testing.assert_array_equal(got, [1.0, 1.0, 0.0, np.nan, np.nan, np.nan, np.nan])
 
 
 def test_predict_format_every_customer_k_new_products(shop, fitted):
