@@ -396,12 +396,19 @@ def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[floa
 
 
 def mean_interval(y, alpha: float = 0.05) -> tuple[float, float]:
-    """t interval for a mean (Wilson for 0/1 data)."""
+    """t interval for a mean (Wilson for 0/1 data).
+
+    NaN for amounts that are all equal: the sample says nothing of the
+    variance, so a zero-width interval would claim a certainty the data do not give, as
+    :func:`compare_means` does for constant arms.
+    """
     y = _as_float_array(y, "values")
     if np.isin(y, (0.0, 1.0)).all():
         return wilson_interval(float(y.sum()), y.size, alpha)
     m = float(y.mean())
     se = float(y.std(ddof=1) / np.sqrt(y.size))
+    if se == 0.0:
+        return float("nan"), float("nan")
     q = float(stats.t.ppf(1.0 - alpha / 2.0, y.size - 1))
     return m - q * se, m + q * se
 

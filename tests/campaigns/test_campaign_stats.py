@@ -181,6 +181,15 @@ def test_mean_interval_t_for_amounts():
     assert (lo, hi) == pytest.approx(ref)
 
 
+def test_mean_interval_of_constant_amounts_is_undefined_not_certain():
+    assert all(math.isnan(v) for v in st.mean_interval([5.0, 5.0, 5.0]))
+    with pytest.raises(ValueError, match="at least 2"):
+        st.mean_interval([7.5])
+    # 0/1 data keep Wilson's interval, which has width even for a constant arm
+    lo, hi = st.mean_interval([0.0, 0.0, 0.0])
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi > 0.3
+
+
 def test_srm_flags_five_percent_loss_at_20000():
     res = st.srm_test({"control": 10_000, "treatment": 9_500})
     chi2 = 2 * 250**2 / 9_750
