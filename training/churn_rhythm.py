@@ -69,6 +69,17 @@ RHYTHM_COLUMNS = (
 )
 
 
+def observed_weeks_before(transactions: pd.DataFrame, cutoff, data_start=None) -> int:
+    """Whole weeks from the first day of the data (``data_start``, default the first
+    transaction) to ``cutoff``; 0 when there is no data."""
+    if data_start is None:
+        if transactions.empty:
+            return 0
+        data_start = transactions["timestamp"].min()
+    start = pd.Timestamp(data_start).floor("D")
+    return int(((pd.Timestamp(cutoff) - start) / DAY) // 7)
+
+
 def _slope(m: np.ndarray) -> np.ndarray:
     """Least-squares slope per row over the columns (column 0 = oldest)."""
     x = np.arange(m.shape[1]) - (m.shape[1] - 1) / 2
@@ -80,18 +91,20 @@ def _per_customer(values: pd.Series, codes: np.ndarray, n: int, fill=0.0) -> np.
 
 
 def rhythm_features(
-    tables: Tables, cutoff, customer_ids, horizon_days: int = RECENT_DAYS
+    tables: Tables, cutoff, customer_ids, horizon_days: int = RECENT_DAYS, data_start=None
 ) -> pd.DataFrame:
     """The features listed in the module docstring, indexed by ``customer_ids``, float64.
 
     ``horizon_days`` is the churn window of ``gap_survival_60`` (named for the protocol's 60).
+    ``data_start`` is when the data begin, which sets the weeks observed before ``cutoff``: a
+    global statistic, to pass when ``tables`` hold only some customers (default: the first
+    transaction in ``tables``). With it, a customer's row does not depend on the others.
     """
     cutoff = pd.Timestamp(cutoff)
     ids = pd.Index(customer_ids, name="customer_id")
     n = len(ids)
     all_tx = tables.transactions
-    start = all_tx["timestamp"].min().floor("D")
-    observed_weeks = max(int(((cutoff - start) / DAY) // 7), 1)
+    observed_weeks = max(observed_weeks_before(all_tx, cutoff, data_start), 1)
     tx = all_tx[all_tx["timestamp"] < cutoff]
     code = ids.get_indexer(tx["customer_id"].to_numpy())
     keep = code >= 0

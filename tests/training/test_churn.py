@@ -334,3 +334,20 @@ def test_rhythm_windows_are_the_last_n_days_and_small_batches_work():
     g = rhythm_features(one, CUTOFF, [1, 999])
     assert np.isnan(g["gap_median"]).all() and g.loc[1, "visits_4w"] == 1.0  # 1 week of data
     assert rhythm_features(one, CUTOFF, []).empty
+
+
+def test_rhythm_features_of_a_subset_match_given_the_data_start():
+    from training.churn_rhythm import rhythm_features
+
+    old = _visits_shop([200.0, 100.0, 10.0], CUTOFF)
+    new = _visits_shop([12.0, 5.0], CUTOFF).transactions.assign(customer_id=2, basket_id=[8, 9])
+    tables = validate(Tables(transactions=pd.concat([old.transactions, new], ignore_index=True)))
+    full = rhythm_features(tables, CUTOFF, [1, 2])
+    alone = tables.subset_customers([2])
+    # on its own the newcomer's two weeks look like the whole data: 2 visit weeks out of 2
+    assert rhythm_features(alone, CUTOFF, [2]).loc[2, "visit_weeks_4w"] == 1.0
+    assert full.loc[2, "visit_weeks_4w"] == 0.5
+    start = tables.transactions["timestamp"].min()
+    pd.testing.assert_frame_equal(
+        rhythm_features(alone, CUTOFF, [2], data_start=start), full.loc[[2]]
+    )
