@@ -13,7 +13,8 @@ Conventions
   are amounts taken off (currency, not shares of the price), >= 0 on a
   sale; ``sales_value`` is what the customer paid.
 * A line with negative ``quantity`` or negative ``sales_value`` is a *return*: it is kept
-  and flagged by :func:`is_return`, never dropped.
+  and flagged by :func:`is_return`, never dropped. Its ``sales_value`` is the amount
+  refunded (<= 0): a return with a positive value is rejected, as it would count as spend.
 """
 
 from __future__ import annotations
@@ -244,6 +245,20 @@ def _day_first(table: str, column: str, s: pd.Series) -> bool:
     return bool(day_first)
 
 
+def _check_int64_range(table: str, column: str, values: pd.Series, raw: pd.Series) -> None:
+    """Ids must fit int64: a cast would wrap them or collapse them all to -2**63."""
+    if values.dtype.kind == "u":
+        bad = values > np.iinfo("int64").max
+    elif values.dtype.kind == "f":
+        bad = values.notna() & ~((values >= -(2.0**63)) & (values < 2.0**63))
+    else:
+        return
+    if bad.any():
+        raise ContractError(
+            table, column, "ids outside the int64 range (-2**63 to 2**63 - 1)", raw[bad].to_frame()
+        )
+
+
 def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
     """Convert a column to its canonical dtype or raise a ContractError naming bad rows."""
     if col.kind == DATETIME:
@@ -278,6 +293,7 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
             and pd.api.types.is_integer_dtype(s)
             and not isinstance(s.dtype, pd.CategoricalDtype)
         ):
+            _check_int64_range(table, col.name, s, s)
             return (
                 s.astype("Int64") if col.nullable or s.isna().any() else s.astype("int64")
             )  # NA: null check reports it
@@ -295,6 +311,7 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
                 s[bad].to_frame(),
             )
         if col.kind == INT:
+            _check_int64_range(table, col.name, out, s)
             frac = out.notna() & (out != np.floor(out.fillna(0)))
             if frac.any():
                 raise ContractError(
@@ -306,7 +323,13 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
             if not col.nullable and out.isna().any():
                 return out  # null check reports it
             return out.astype("Int64") if col.nullable or out.isna().any() else out.astype("int64")
-        return out.astype("float64")
+        out = out.astype("float64")
+        inf = np.isinf(out)
+        if inf.any():
+            raise ContractError(
+                table, col.name, "infinite values where an amount is expected", s[inf].to_frame()
+            )
+        return out
     # STR
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
@@ -362,6 +385,15 @@ def _check_transactions(tx: pd.DataFrame) -> None:
             "transactions",
             "sales_value",
             "negative price on a line that is not a return (quantity > 0); returns need negative quantity",
+            tx[bad],
+        )
+    bad = (tx["quantity"] < 0) & (tx["sales_value"] > 0)
+    if bad.any():
+        raise ContractError(
+            "transactions",
+            "sales_value",
+            "positive value on a return (quantity < 0) would count as spend; a return's "
+            "sales_value is the (negative) amount refunded",
             tx[bad],
         )
     for c in ("retail_discount", "coupon_discount"):

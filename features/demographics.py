@@ -98,7 +98,8 @@ def _lower(x) -> str:
 
 def _homeowner(x) -> float:
     s = _lower(x)
-    return 1.0 if "homeowner" in s or s == "owner" else 0.0 if "renter" in s else np.nan
+    owner = "homeowner" in s or "owner" in s.split()  # 'Owner', 'Probable Owner'
+    return 1.0 if owner else 0.0 if "renter" in s else np.nan
 
 
 def _married(x) -> float:
