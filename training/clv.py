@@ -370,12 +370,21 @@ class BetaGeoFitter:
         ca, cb, cc = r + x, b + x, a + b + x - 1
         z = t_arr / (alpha + t_obs + t_arr)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ln_hyp = np.log(hyp2f1(ca, cb, cc, z))
+            hyp = hyp2f1(ca, cb, cc, z)
             # Euler's transformation when the direct series overflows for z near 1
-            ln_hyp_alt = np.log(hyp2f1(cc - ca, cc - cb, cc, z)) + (cc - ca - cb) * np.log1p(-z)
-            ln_hyp = np.where(np.isfinite(ln_hyp), ln_hyp, ln_hyp_alt)
+            hyp_alt = hyp2f1(cc - ca, cc - cb, cc, z)
+            direct = np.isfinite(hyp)
+            # the term is negative when c = a + b + x - 1 < 0 (x = 0 and a + b < 1): keep its
+            # sign apart from the log of its size
+            sign = np.where(direct, np.sign(hyp), np.sign(hyp_alt))
+            ln_hyp = np.where(
+                direct,
+                np.log(np.abs(hyp)),
+                np.log(np.abs(hyp_alt)) + (cc - ca - cb) * np.log1p(-z),
+            )
             first = (a + b + x - 1) / (a - 1)
-            second = -np.expm1(ln_hyp + (r + x) * np.log((alpha + t_obs) / (alpha + t_obs + t_arr)))
+            ln_term = ln_hyp + (r + x) * np.log((alpha + t_obs) / (alpha + t_obs + t_arr))
+            second = np.where(sign < 0, 1 + np.exp(ln_term), -np.expm1(ln_term))
             denom = 1 + (x > 0) * (a / np.maximum(b + x - 1, 1e-300)) * (
                 (alpha + t_obs) / (alpha + t_x)
             ) ** (r + x)
