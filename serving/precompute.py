@@ -238,7 +238,17 @@ def candidate_frame(
     cross_sell: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """Replenish and discover candidates with purchase probabilities and human reasons."""
-    cols = ["customer_id", "product_id", "kind", "rank", "score", "probability", "reason"]
+    cols = [
+        "customer_id",
+        "product_id",
+        "kind",
+        "rank",
+        "score",
+        "probability",
+        "reason",
+        "interval_days",
+        "last_bought",
+    ]
     parts = []
     bought = None
     if next_purchase is not None and len(next_purchase):
@@ -254,6 +264,9 @@ def candidate_frame(
             replenish_reason(_f(i), _f(d)) if s else DISCOVER_REASON
             for i, d, s in zip(np_["cp_interval_mean"], np_["cp_days_since"], seen, strict=True)
         ]
+        # so a later request date can say how long ago, counted to that date
+        np_["interval_days"] = np_["cp_interval_mean"].where(seen).astype("float64")
+        np_["last_bought"] = as_of.toordinal() - np_["cp_days_since"].where(seen).astype("float64")
         np_["probability"] = to_probability(np_["score"])
         parts.append(np_)
     if cross_sell is not None and len(cross_sell):
@@ -273,8 +286,7 @@ def candidate_frame(
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(
-        [p[["customer_id", "product_id", "kind", "score", "probability", "reason"]] for p in parts],
-        ignore_index=True,
+        [p.reindex(columns=[c for c in cols if c != "rank"]) for p in parts], ignore_index=True
     )
     out["score"] = pd.to_numeric(out["score"], errors="coerce").astype(float)
     unscored = out["score"].isna()

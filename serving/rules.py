@@ -55,11 +55,24 @@ class Deal:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """A precomputed offer candidate. A replenish candidate also keeps its purchase rhythm
+    (``interval_days``) and the day of its last purchase (``last_bought``, a proleptic
+    ordinal with the time of day as a fraction), so its reason can count the days to the
+    date the offers are for rather than to the store's as-of date."""
+
     product_id: int
     kind: str
     score: float
     probability: float
     reason: str
+    interval_days: float | None = None
+    last_bought: float | None = None
+
+    def reason_on(self, day: int) -> str:
+        """The reason as of ``day`` (proleptic ordinal)."""
+        if self.last_bought is None or self.kind != REPLENISH:
+            return self.reason
+        return replenish_reason(self.interval_days, day - self.last_bought)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +263,9 @@ def make_offer(
     extra_value: float = 0.0,
     kind: str | None = None,
     reason: str | None = None,
+    day: int | None = None,
 ) -> Offer:
+    """The offer of candidate ``c``; its reason is ``reason``, else the candidate's as of ``day``."""
     lifted = deal is not None or discount > 0
     ev = expected_value(c.probability, product.price, discount, lifted, rules) + extra_value
     return Offer(
@@ -265,7 +280,7 @@ def make_offer(
         discount=discount,
         expected_value=ev,
         deal=deal,
-        reason=reason or c.reason,
+        reason=reason or (c.reason if day is None else c.reason_on(day)),
     )
 
 
@@ -308,7 +323,7 @@ def rank_offers(
         share = coupon_share(deal.discount, products[c.product_id].price) if deal else None
         if share is not None and discounts:
             d = max(d, share) if not is_below_zero(profile, rules) else 0.0
-        offers.append(make_offer(c, products[c.product_id], deal, d, rules))
+        offers.append(make_offer(c, products[c.product_id], deal, d, rules, day=day))
     if discounts and needs_retention(profile, rules):
         replenish = [o for o in offers if o.kind == REPLENISH]
         if replenish:

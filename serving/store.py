@@ -11,7 +11,8 @@ Tables
 ``products(product_id, description, department, category, price)``.
 ``deals(coupon_id, campaign_id, product_id, start_day, end_day, discount, campaign_type)``
 with days as proleptic ordinals (:meth:`datetime.date.toordinal`).
-``candidates(customer_id, product_id, kind, rank, score, probability, reason)``.
+``candidates(customer_id, product_id, kind, rank, score, probability, reason, interval_days,
+last_bought)``.
 ``scores(customer_id, churn_probability, partial_churn_probability, churn_reasons, ...)``.
 ``popular(rank, product_id, share)``.
 """
@@ -35,7 +36,7 @@ from serving.rules import Candidate, Deal, Product
 logger = logging.getLogger(__name__)
 
 STORE_FILE = "store.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "products": (
@@ -62,6 +63,8 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("score", "REAL"),
         ("probability", "REAL"),
         ("reason", "TEXT"),
+        ("interval_days", "REAL"),
+        ("last_bought", "REAL"),
     ),
     "scores": (
         ("customer_id", "INTEGER PRIMARY KEY"),
@@ -247,11 +250,12 @@ def load_store(path: str | Path) -> LookupStore:
             "SELECT coupon_id, campaign_id, product_id, start_day, end_day, discount, campaign_type FROM deals"
         ):
             store.deals.setdefault(pid, []).append(Deal(cid, camp, s, e, disc, ctype))
-        for cust, pid, kind, score, prob, reason in conn.execute(
-            "SELECT customer_id, product_id, kind, score, probability, reason FROM candidates ORDER BY customer_id, kind, rank"
+        for cust, pid, kind, score, prob, reason, interval, last in conn.execute(
+            "SELECT customer_id, product_id, kind, score, probability, reason, interval_days,"
+            " last_bought FROM candidates ORDER BY customer_id, kind, rank"
         ):
             store.candidates.setdefault(cust, []).append(
-                Candidate(pid, kind, float(score), float(prob), reason or "")
+                Candidate(pid, kind, float(score), float(prob), reason or "", interval, last)
             )
         names = [f.name for f in fields(CustomerScores)]
         for row in conn.execute(f"SELECT {', '.join(names)} FROM scores"):

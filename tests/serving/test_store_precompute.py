@@ -150,6 +150,29 @@ def test_store_round_trip(tmp_path, tiny_frames):
     assert st.popular[0][0] == 501
 
 
+def test_replenish_reasons_count_the_days_to_the_date_asked_for(tmp_path, tiny_frames):
+    from datetime import timedelta
+
+    from serving.config import load_config
+    from serving.engine import OfferEngine
+
+    path = build_store(tiny_frames, tmp_path / "store.sqlite", {"as_of": "2017-03-01"})
+    engine = OfferEngine(load_store(path), load_config())
+
+    def reasons(day):
+        got = engine.offer_list(1, 10, day=day).offers
+        return {o.product_id: o.reason for o in got if o.kind == REPLENISH}
+
+    # 201 bought every 14 days, last 17 days before the store's as-of date ...
+    on_as_of = reasons(date(2017, 3, 1))
+    assert on_as_of[201] == "usually buys every ~14 days; last bought 17 days ago"
+    # ... and 24 days before a list for a week later (the text used to stay at 17)
+    later = reasons(date(2017, 3, 1) + timedelta(days=7))
+    assert later[201] == "usually buys every ~14 days; last bought 24 days ago"
+    # a date before the last purchase drops the count rather than print a negative one
+    assert reasons(date(2017, 2, 1))[201] == "usually buys every ~14 days"
+
+
 def test_store_is_replaced_atomically_and_checked(tmp_path, tiny_frames):
     path = tmp_path / "store.sqlite"
     with pytest.raises(StoreError, match="no lookup store at"):
@@ -165,7 +188,7 @@ def test_store_is_replaced_atomically_and_checked(tmp_path, tiny_frames):
     conn.execute("UPDATE meta SET value = '\"0\"' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="expected 1; rebuild it"):
+    with pytest.raises(StoreError, match="expected 2; rebuild it"):
         load_store(path)
 
 
