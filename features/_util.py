@@ -85,6 +85,17 @@ def days_back(days_before: np.ndarray) -> np.ndarray:
     return np.maximum(np.ceil(np.asarray(days_before, dtype="float64")) - 1, 0).astype("int64")
 
 
+def observed_weeks_before(transactions: pd.DataFrame, cutoff, data_start=None) -> int:
+    """Whole weeks from the first day of the data (``data_start``, default the first
+    transaction) to ``cutoff``; 0 when there is no data."""
+    if data_start is None:
+        if transactions.empty:
+            return 0
+        data_start = transactions["timestamp"].min()
+    start = pd.Timestamp(data_start).floor("D")
+    return int(((pd.Timestamp(cutoff) - start) / pd.Timedelta(days=1)) // 7)
+
+
 def safe_div(num, den) -> np.ndarray:
     """``num / den`` with NaN where ``den`` is 0 (or NaN), without warnings."""
     num = np.asarray(num, dtype="float64")

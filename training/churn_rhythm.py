@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features._util import days_back
+from features._util import days_back, observed_weeks_before
 from features.contract import Tables
 
 DAY = pd.Timedelta(days=1)
@@ -67,17 +67,6 @@ RHYTHM_COLUMNS = (
     "coupon_disc_60d",
     "campaigns_started_60d",
 )
-
-
-def observed_weeks_before(transactions: pd.DataFrame, cutoff, data_start=None) -> int:
-    """Whole weeks from the first day of the data (``data_start``, default the first
-    transaction) to ``cutoff``; 0 when there is no data."""
-    if data_start is None:
-        if transactions.empty:
-            return 0
-        data_start = transactions["timestamp"].min()
-    start = pd.Timestamp(data_start).floor("D")
-    return int(((pd.Timestamp(cutoff) - start) / DAY) // 7)
 
 
 def _slope(m: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ Columns:
 * ``spend90_ewm{2,4,8,16}`` -- exponentially weighted weekly spend (half-life in weeks), x 90/7;
 * ``wk_spend_q25_{13,26}``, ``wk_spend_med_{13,26}``, ``wk_spend_q75_{13,26}`` -- quartiles
   of weekly spend (x 90/7), and ``weeks_active_{13,26}`` (share of weeks with a visit);
-* ``spend_slope_13`` and ``visit_slope_13`` -- least-squares slopes over the last 13 weeks.
+* ``spend_slope_13`` and ``visit_slope_13`` -- least-squares slopes over the last 13 weeks
+  (or the weeks the data has, if fewer).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features._util import days_back
+from features._util import days_back, observed_weeks_before
 from features.contract import Tables
 
 DAY = pd.Timedelta(days=1)
@@ -32,10 +33,12 @@ HALF_LIVES = (2, 4, 8, 16)
 
 
 def weekly_matrices(
-    tables: Tables, cutoff, ids: pd.Index, weeks: int = MAX_WEEKS
+    tables: Tables, cutoff, ids: pd.Index, weeks: int = MAX_WEEKS, data_start=None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Weekly net spend and visit days (rows ``ids``, column 0 = newest week) and the
-    number of whole weeks of data before ``cutoff`` (capped at ``weeks``)."""
+    number of whole weeks of data before ``cutoff`` (capped at ``weeks``), counted from
+    ``data_start`` (a global: pass it when ``tables`` hold only some customers; default
+    the first transaction in ``tables``)."""
     cutoff = pd.Timestamp(cutoff)
     all_tx = tables.transactions
     tx = all_tx[all_tx["timestamp"] < cutoff]
@@ -50,15 +53,16 @@ def weekly_matrices(
     vd = pd.DataFrame({"c": code[sale], "d": day[sale]}).drop_duplicates()
     visits = np.zeros((len(ids), weeks))
     np.add.at(visits, (vd["c"].to_numpy(), vd["d"].to_numpy() // 7), 1.0)
-    start = all_tx["timestamp"].min().floor("D")
-    observed = int(((cutoff - start) / DAY) // 7)
+    observed = observed_weeks_before(all_tx, cutoff, data_start)
     return spend, visits, max(min(observed, weeks), 1)
 
 
-def weekly_value_features(tables: Tables, cutoff, customer_ids) -> pd.DataFrame:
-    """The columns listed in the module docstring, indexed by ``customer_ids``, float64."""
+def weekly_value_features(tables: Tables, cutoff, customer_ids, data_start=None) -> pd.DataFrame:
+    """The columns listed in the module docstring, indexed by ``customer_ids``, float64.
+
+    ``data_start``: see :func:`weekly_matrices`."""
     ids = pd.Index(customer_ids, name="customer_id")
-    spend, visits, obs = weekly_matrices(tables, cutoff, ids)
+    spend, visits, obs = weekly_matrices(tables, cutoff, ids, data_start=data_start)
     out: dict[str, np.ndarray] = {}
     for w in WINDOWS:
         ww = min(w, obs)
@@ -74,7 +78,10 @@ def weekly_value_features(tables: Tables, cutoff, customer_ids) -> pd.DataFrame:
         out[f"wk_spend_med_{w}"] = q[1] * PER_90_DAYS
         out[f"wk_spend_q75_{w}"] = q[2] * PER_90_DAYS
         out[f"weeks_active_{w}"] = (visits[:, :ww] > 0).mean(axis=1)
-    x = np.arange(13)[::-1] - 6.0  # week 12 (oldest) -> -6, week 0 (newest) -> +6
-    out["spend_slope_13"] = (spend[:, :13] * x).sum(axis=1) / (x**2).sum() * PER_90_DAYS
-    out["visit_slope_13"] = (visits[:, :13] * x).sum(axis=1) / (x**2).sum()
+    # over the weeks the data has: weeks before the data began are not weeks without spend
+    ww = min(13, obs)
+    x = (ww - 1) / 2.0 - np.arange(ww)  # week 0 (newest) -> +(ww - 1) / 2
+    norm = (x**2).sum() or 1.0  # one week of data: no slope (0)
+    out["spend_slope_13"] = (spend[:, :ww] * x).sum(axis=1) / norm * PER_90_DAYS
+    out["visit_slope_13"] = (visits[:, :ww] * x).sum(axis=1) / norm
     return pd.DataFrame(out, index=ids).astype("float64")

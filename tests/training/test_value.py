@@ -214,3 +214,40 @@ def test_unknown_breadth_is_not_low(shop, predictions):
     assert predictions["breadth_share"].isna().all()
     growable = predictions[predictions["tier"] == "most_growable"]
     assert len(growable) > 0 and (growable["wallet_share"] < 0.5).all()
+
+
+def test_weekly_slopes_use_only_the_weeks_the_data_has():
+    from test_churn import _visits_shop
+
+    from training.value_weekly import weekly_value_features
+
+    # a flat 10 a week; the data begin 16 days back, so 2 whole weeks are observed: no
+    # trend (13 weeks read the 11 weeks before the data as zero spend and called it growth)
+    tables = _visits_shop([2.0, 9.0, 16.0], CUTOFF)
+    f = weekly_value_features(tables, CUTOFF, [1]).loc[1]
+    assert f["spend_slope_13"] == pytest.approx(0.0) and f["visit_slope_13"] == 0.0
+    # 20 then 30 in the 2 observed weeks: slope 10 a week (x 90/7)
+    rising = _visits_shop([2.0, 2.5, 3.0, 9.0, 9.5, 16.0], CUTOFF)
+    g = weekly_value_features(rising, CUTOFF, [1]).loc[1]
+    assert g["spend_slope_13"] == pytest.approx(10.0 * 90 / 7)
+    # one week of data: no slope rather than a division by zero
+    one = weekly_value_features(_visits_shop([1.0, 3.0], CUTOFF), CUTOFF, [1]).loc[1]
+    assert one["spend_slope_13"] == 0.0
+
+
+def test_weekly_features_of_a_subset_match_given_the_data_start():
+    from test_churn import _visits_shop
+
+    from features.contract import Tables, validate
+    from training.value_weekly import weekly_value_features
+
+    old = _visits_shop([200.0, 100.0, 10.0], CUTOFF)
+    new = _visits_shop([12.0, 5.0], CUTOFF).transactions.assign(customer_id=2, basket_id=[8, 9])
+    tables = validate(Tables(transactions=pd.concat([old.transactions, new], ignore_index=True)))
+    full = weekly_value_features(tables, CUTOFF, [1, 2])
+    alone = tables.subset_customers([2])
+    assert not weekly_value_features(alone, CUTOFF, [2]).equals(full.loc[[2]])
+    start = tables.transactions["timestamp"].min()
+    pd.testing.assert_frame_equal(
+        weekly_value_features(alone, CUTOFF, [2], data_start=start), full.loc[[2]]
+    )
