@@ -336,12 +336,17 @@ def test_rhythm_windows_are_the_last_n_days_and_small_batches_work():
     assert rhythm_features(one, CUTOFF, []).empty
 
 
+def old_and_new_customer_shop(cutoff: pd.Timestamp) -> Tables:
+    """Customer 1 seen for 200 days before ``cutoff``, customer 2 only for the last 12."""
+    old = _visits_shop([200.0, 100.0, 10.0], cutoff)
+    new = _visits_shop([12.0, 5.0], cutoff).transactions.assign(customer_id=2, basket_id=[8, 9])
+    return validate(Tables(transactions=pd.concat([old.transactions, new], ignore_index=True)))
+
+
 def test_rhythm_features_of_a_subset_match_given_the_data_start():
     from training.churn_rhythm import rhythm_features
 
-    old = _visits_shop([200.0, 100.0, 10.0], CUTOFF)
-    new = _visits_shop([12.0, 5.0], CUTOFF).transactions.assign(customer_id=2, basket_id=[8, 9])
-    tables = validate(Tables(transactions=pd.concat([old.transactions, new], ignore_index=True)))
+    tables = old_and_new_customer_shop(CUTOFF)
     full = rhythm_features(tables, CUTOFF, [1, 2])
     alone = tables.subset_customers([2])
     # on its own the newcomer's two weeks look like the whole data: 2 visit weeks out of 2

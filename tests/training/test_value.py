@@ -236,14 +236,11 @@ def test_weekly_slopes_use_only_the_weeks_the_data_has():
 
 
 def test_weekly_features_of_a_subset_match_given_the_data_start():
-    from test_churn import _visits_shop
+    from test_churn import old_and_new_customer_shop
 
-    from features.contract import Tables, validate
     from training.value_weekly import weekly_value_features
 
-    old = _visits_shop([200.0, 100.0, 10.0], CUTOFF)
-    new = _visits_shop([12.0, 5.0], CUTOFF).transactions.assign(customer_id=2, basket_id=[8, 9])
-    tables = validate(Tables(transactions=pd.concat([old.transactions, new], ignore_index=True)))
+    tables = old_and_new_customer_shop(CUTOFF)
     full = weekly_value_features(tables, CUTOFF, [1, 2])
     alone = tables.subset_customers([2])
     assert not weekly_value_features(alone, CUTOFF, [2]).equals(full.loc[[2]])
