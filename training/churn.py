@@ -23,8 +23,8 @@ by a map fitted on the other folds) are kept in the model (``oof_``) for the rel
 plot.
 
 Reasons come from LightGBM's own SHAP contributions (``pred_contrib=True``), averaged
-over the fold models: the features pushing a customer's churn log-odds up the most,
-rendered as short text (:func:`churn_reasons`).
+over the fold models: the groups of related features pushing a customer's churn log-odds
+up the most (summed over each group), rendered as short text (:func:`churn_reasons`).
 """
 
 from __future__ import annotations
@@ -900,9 +900,10 @@ def churn_reasons(model, X: pd.DataFrame, top: int = 3, target: str = "churn") -
     """Per row of ``X``: up to ``top`` short texts for the features raising churn the most.
 
     Uses LightGBM's own SHAP contributions (``pred_contrib=True``, averaged over the
-    cross-fitted fold models). Features are ranked by their positive contribution to the
-    churn log-odds; related features (e.g. ``recency_days`` and ``overdue_ratio``) render the
-    same text and count once. A customer with no positive contribution gets an empty list.
+    cross-fitted fold models). Related features (e.g. ``recency_days`` and ``overdue_ratio``)
+    render the same text and form one group, ranked by the sum of its features' contributions
+    to the churn log-odds; only groups with a positive sum are listed. A customer with no
+    such group gets an empty list.
 
     Parameters
     ----------
@@ -926,22 +927,24 @@ def churn_reasons(model, X: pd.DataFrame, top: int = 3, target: str = "churn") -
             f"churn_reasons needs a fitted ChurnModel or CalibratedBooster, got {type(model).__name__}"
         )
     contrib = booster.contributions(X).drop(columns="bias")
-    values = contrib.to_numpy()
-    names = np.asarray(contrib.columns)
+    names = list(contrib.columns)
+    # one text per group, weighed by the group's summed contribution (SHAP values add up):
+    # a group whose features net push toward staying is no reason, even if one of them is > 0
+    group_of = [REASON_GROUPS[f][0] if f in REASON_GROUPS else f for f in names]
+    groups = list(dict.fromkeys(group_of))  # first-seen order: ties keep the column order
+    first = {g: names[group_of.index(g)] for g in groups}
+    member = np.zeros((len(names), len(groups)))
+    member[np.arange(len(names)), [groups.index(g) for g in group_of]] = 1.0
+    values = contrib.to_numpy() @ member
     order = np.argsort(-values, axis=1, kind="stable")
     out: list[list[str]] = []
     for i in range(len(X)):
         row = X.iloc[i]
-        seen: set[str] = set()
         texts: list[str] = []
         for j in order[i]:
             if values[i, j] <= 0 or len(texts) >= top:
                 break
-            group, text = _reason_text(names[j], row)
-            if group in seen:
-                continue
-            seen.add(group)
-            texts.append(text)
+            texts.append(_reason_text(first[groups[j]], row)[1])
         out.append(texts)
     return out
 
