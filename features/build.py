@@ -97,8 +97,9 @@ def build_all(
 def write_features(frames: dict[str, pd.DataFrame], directory, cutoff=None) -> Path:
     """Write each frame as ``<name>.parquet`` plus ``manifest.json``, replacing ``directory`` atomically.
 
-    The manifest holds the cutoff (argument, else the frames' ``attrs["cutoff"]``), row
-    and column counts per frame and the customer globals if present.
+    The manifest holds the cutoff (argument, else the frames' ``attrs["cutoff"]``; an
+    argument that contradicts a frame's cutoff is an error), row and column counts per
+    frame and the customer globals if present.
     """
     directory = Path(directory)
     if not frames:
@@ -110,6 +111,11 @@ def write_features(frames: dict[str, pd.DataFrame], directory, cutoff=None) -> P
                 f"frames carry different cutoffs {sorted(cutoffs)}; pass cutoff explicitly"
             )
         cutoff = cutoffs.pop() if cutoffs else None
+    elif cutoffs - {str(as_cutoff(cutoff))}:
+        # read_features would label every frame with this cutoff: never contradict the frames
+        raise ValueError(
+            f"cutoff {str(as_cutoff(cutoff))!r} contradicts the frames' cutoffs {sorted(cutoffs)}"
+        )
     manifest = {
         "cutoff": None if cutoff is None else str(as_cutoff(cutoff)),
         "frames": {n: {"rows": len(df), "columns": len(df.columns)} for n, df in frames.items()},

@@ -69,7 +69,9 @@ def _rfm_base(hist: History) -> pd.DataFrame:
     """recency_days, frequency, monetary for customers with at least one purchase basket."""
     has = hist.frequency > 0
     last = hist.cust_b_last[has]
-    monetary = np.bincount(hist.cust_code, weights=hist.value, minlength=hist.n_cust)
+    monetary = np.bincount(hist.cust_code, weights=hist.value, minlength=hist.n_cust).astype(
+        "float64", copy=False
+    )
     return pd.DataFrame(
         {
             "recency_days": hist.b_days_before[last],
@@ -249,7 +251,9 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
     cols["spend_trend"] = (np.maximum(cols["spend_60d"], 0) + SPEND_TREND_PRIOR) / (
         np.maximum(cols["spend_prev_60d"], 0) + SPEND_TREND_PRIOR
     )
-    cols["baskets_90d"] = np.bincount(bc, weights=hist.b_days_before <= 90, minlength=n)[has]
+    cols["baskets_90d"] = np.bincount(bc, weights=hist.b_days_before <= 90, minlength=n).astype(
+        "float64", copy=False
+    )[has]
 
     # baskets
     freq = hist.frequency[has]
@@ -328,9 +332,8 @@ def _features(hist: History, tables, globals_: dict) -> pd.DataFrame:
     # returns
     ret = hist.is_return
     cols["return_lines"] = np.bincount(hist.cust_code[ret], minlength=n)[has].astype("float64")
-    cols["return_value"] = np.bincount(hist.cust_code[ret], weights=np.abs(val[ret]), minlength=n)[
-        has
-    ]
+    # float64 even without any return (bincount of nothing is int64): one schema for any subset
+    cols["return_value"] = _window_sum(hist, np.abs(val), ret)[has]
 
     out = pd.concat([base, rfm_scores(base, globals_), pd.DataFrame(cols, index=ids)], axis=1)
     out = out.join(_campaign_features(tables, hist.cutoff, ids))
