@@ -573,7 +573,11 @@ def design_cmd(
 @app.command("uplift")
 def uplift_cmd(
     input: Annotated[
-        Path, typer.Argument(help="CSV/Parquet table, one row per randomised customer.")
+        Path,
+        typer.Argument(
+            help="CSV/Parquet table (one row per randomised customer) or the SQLite event log "
+            "(.sqlite/.db)."
+        ),
     ],
     treatment_column: Annotated[str, typer.Option(help="Column holding the arm.")],
     control: Annotated[str, typer.Option(help="Control arm name.")],

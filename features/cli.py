@@ -25,7 +25,11 @@ SourceOpt = typer.Option(
     "completejourney", "--source", "-s", help="completejourney | synthetic | files"
 )
 PathOpt = typer.Option(None, "--path", help="files source: directory with the CSV/Parquet files")
-MappingOpt = typer.Option(None, "--mapping", help="files source: column mapping file (TOML)")
+MAPPING_HELP = (
+    "files source: column mapping file (TOML or JSON), or the name of a shipped one "
+    "(features/sources/mappings/, e.g. online_retail)"
+)
+MappingOpt = typer.Option(None, "--mapping", help=MAPPING_HELP)
 
 
 def source_options(
@@ -65,6 +69,12 @@ def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
     if pd.isna(ts):  # pd.Timestamp("") is NaT rather than an error
         raise typer.BadParameter(f"not a date: {value!r}", param_hint=what)
     return ts.tz_convert(None) if ts.tzinfo is not None else ts
+
+
+def cutoff_label(cutoff: pd.Timestamp) -> str:
+    """The default feature folder's name: the date, plus the time when the cutoff is not
+    midnight (``2017-10-02``, ``2017-10-02T120000``), so no two cutoffs share a folder."""
+    return cutoff.strftime("%Y-%m-%d" if cutoff == cutoff.normalize() else "%Y-%m-%dT%H%M%S")
 
 
 def without_forgotten(tables: Tables) -> Tables:
@@ -245,10 +255,10 @@ def features_build(
 
         frames = build_all(tables, cutoff, progress=tick)
         progress.update(task, completed=len(steps))
-    out = out or get_settings().data_dir / "features" / source / cutoff.strftime("%Y-%m-%d")
+    out = out or get_settings().data_dir / "features" / source / cutoff_label(cutoff)
     write_features(frames, out)
     record_feature_files(out)
-    table = Table(title=f"features as of {cutoff.date()} -> {out}")
+    table = Table(title=f"features as of {cutoff_label(cutoff)} -> {out}")
     table.add_column("frame")
     table.add_column("rows", justify="right")
     table.add_column("columns", justify="right")

@@ -133,7 +133,9 @@ class ScoresResponse(BaseModel):
     clv_1y: float | None = Field(None, description="customer lifetime value over one year")
     p_alive: float | None = None
     value_tier: str | None = None
-    grid_cell: str | None = Field(None, description="cell of the value x risk 9-grid")
+    grid_cell: str | None = Field(
+        None, description="cell of the value x trend 9-grid, e.g. mid/stable"
+    )
     treatment: str | None = Field(None, description="the treatment of that grid cell")
     lifecycle_stage: str | None = None
     rfm_segment: str | None = None
