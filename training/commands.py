@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.cli import parse_date
+from features.cli import MAPPING_HELP, parse_date
 from features.contract import Tables
 from training.protocol import CUTOFFS, REFERENCE_START, VALIDATION_CUTOFFS, WINDOWS_DAYS
 
@@ -257,13 +257,30 @@ def train_family(
     )
 
 
-#: Tables shared with forked workers (inherited by fork, never pickled).
-_WORKER_TABLES: Tables | None = None
+#: What a worker process of :func:`train_families` was given by :func:`_init_worker`.
+_WORKER: dict = {}
+
+
+def _log_setup() -> tuple[int, str | None, str | None]:
+    """This process's root log level and format, for the workers to log the same way."""
+    root = logging.getLogger()
+    fmt = next((h.formatter for h in root.handlers if h.formatter is not None), None)
+    return root.level, getattr(fmt, "_fmt", None), getattr(fmt, "datefmt", None)
+
+
+def _init_worker(tables: Tables, stage_fn, log_setup) -> None:
+    # the workers already run side by side: one OpenMP thread each (read by LightGBM when
+    # the families import it, and by training.cs_data)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    level, fmt, datefmt = log_setup
+    logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT, datefmt=datefmt)
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numba"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    _WORKER.update(tables=tables, stage_fn=stage_fn)
 
 
 def _fit_stage_in_worker(family: str, as_of: pd.Timestamp) -> dict:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    return fit_stage(family, _WORKER_TABLES, as_of)
+    return _WORKER["stage_fn"](family, _WORKER["tables"], as_of)
 
 
 #: Slowest first, so parallel workers finish close together.
@@ -277,25 +294,34 @@ def train_families(
     force: bool = False,
     jobs: int = 1,
     on_done: Callable[[dict], None] | None = None,
+    stage_fn: Callable[[str, Tables, pd.Timestamp], dict] = None,
 ) -> list[dict]:
-    """Train several families: compute in ``jobs`` forked processes, log to MLflow in this one.
+    """Train several families: compute in ``jobs`` processes, log to MLflow in this one.
 
     All or nothing: every family is computed first, and only when all succeeded are they
     logged, registered and (if better) promoted, so a family the data cannot support
     (:class:`CannotTrain`) leaves the registry as it was; the work still queued is cancelled.
     MLflow's SQLite store sees one writer at a time; results come back in ``families`` order.
+    ``stage_fn`` computes a stage (default :func:`fit_stage`; a module-level function, as
+    worker processes import it).
     """
-    global _WORKER_TABLES
+    stage_fn = stage_fn or fit_stage
     order = sorted(families, key=lambda f: FIT_ORDER.index(f) if f in FIT_ORDER else len(FIT_ORDER))
     stages: dict[str, dict] = {}
 
-    if jobs <= 1 or len(order) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs <= 1 or len(order) == 1:
         for fam in order:
-            stages[fam] = fit_stage(fam, tables, as_of)
+            stages[fam] = stage_fn(fam, tables, as_of)
     else:
-        _WORKER_TABLES = tables
-        ctx = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=ctx)
+        # spawned, not forked: a fork of a process that has run OpenMP (LightGBM, e.g. an
+        # earlier fit in the same notebook or test session) hangs in the child's first
+        # parallel region. Each worker gets the tables once, through its initializer.
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(order)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(tables, stage_fn, _log_setup()),
+        )
         try:
             futures = {pool.submit(_fit_stage_in_worker, fam, as_of): fam for fam in order}
             for fut in as_completed(futures):
@@ -303,7 +329,6 @@ def train_families(
         finally:
             # after a failure the running stages end and the queued ones never start
             pool.shutdown(wait=True, cancel_futures=True)
-            _WORKER_TABLES = None
     results: dict[str, dict] = {}
     for fam in order:
         res = log_stage(stages.pop(fam), tables, as_of, force=force)
@@ -326,9 +351,7 @@ def train(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path", help="files source directory"),
-    mapping: Path | None = typer.Option(
-        None, "--mapping", help="files source: column mapping (TOML)"
-    ),
+    mapping: Path | None = typer.Option(None, "--mapping", help=MAPPING_HELP),
     force: bool = typer.Option(
         False, "--force", help="make the new version champion even if it is not better"
     ),
@@ -430,9 +453,7 @@ def evaluate(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
-    mapping: Path | None = typer.Option(
-        None, "--mapping", help="files source: column mapping (TOML)"
-    ),
+    mapping: Path | None = typer.Option(None, "--mapping", help=MAPPING_HELP),
     out: Path | None = typer.Option(
         None, "--out", help="also write the long table (CSV or Parquet)"
     ),
@@ -546,9 +567,7 @@ def predict(
     ),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path"),
-    mapping: Path | None = typer.Option(
-        None, "--mapping", help="files source: column mapping (TOML)"
-    ),
+    mapping: Path | None = typer.Option(None, "--mapping", help=MAPPING_HELP),
     level: str = typer.Option(
         "product",
         "--level",
@@ -671,9 +690,7 @@ def run(
     port: int = typer.Option(3000, "--port"),
     source: str = typer.Option("completejourney", "--source", "-s"),
     path: Path | None = typer.Option(None, "--path", help="files source directory"),
-    mapping: Path | None = typer.Option(
-        None, "--mapping", help="files source: column mapping (TOML)"
-    ),
+    mapping: Path | None = typer.Option(None, "--mapping", help=MAPPING_HELP),
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="start the offer service at the end"
     ),

@@ -174,7 +174,7 @@ def compute_threads() -> int:
 
     That is implicit's item kNN and ALS (each item's / customer's row is computed on its
     own), row blocks of sparse products, chunks of candidate scores and TIFU-KNN blocks.
-    ``OMP_NUM_THREADS`` when set (the forked ``train all`` workers set 1: they already run
+    ``OMP_NUM_THREADS`` when set (the ``train all`` worker processes set 1: they already run
     side by side), else every core this process may use.
     """
     env = os.environ.get("OMP_NUM_THREADS", "").strip()

@@ -1,12 +1,14 @@
 """`tailor train | evaluate | predict | models` through the real CLI app, on small synthetic data.
 
 MLflow runs against a temporary SQLite store (TAILOR_HOME in tmp_path). Two families are
-trained in two forked processes (the path `tailor train all` takes), then the registry flow
+trained in two worker processes (the path `tailor train all` takes), then the registry flow
 is driven from the command line: a second version that is not better stays a challenger,
 a forced promotion moves `champion`, a rollback moves it back.
 """
 
 from __future__ import annotations
+
+import os
 
 import pandas as pd
 import pytest
@@ -304,26 +306,62 @@ def test_predict_twice_gives_the_same_output(home, tmp_path, task):
     assert len(outs[0]) > 100 and outs[0] == outs[1]
 
 
+def lgbm_stage(family, tables, as_of):
+    """Fits and predicts with LightGBM on two threads in the worker: the region that hung."""
+    import lightgbm as lgb
+
+    X, y = tables
+    model = lgb.LGBMClassifier(n_estimators=5, n_jobs=2, verbose=-1).fit(X, y)
+    return {"family": family, "p": model.predict_proba(X)[:, 1]}
+
+
+def fake_stage(family, tables, as_of):
+    """A stage that fails for value (module level: worker processes import it)."""
+    import training.commands as commands
+
+    if family == "value":
+        raise commands.CannotTrain("value: cannot fit as of 2017-05-01: too little history")
+    return {"family": family, "pid": os.getpid()}
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_family_that_cannot_train_leaves_the_registry_as_it_was(monkeypatch, jobs):
     import training.commands as commands
 
-    def fake_stage(family, tables, as_of):
-        if family == "value":
-            raise commands.CannotTrain("value: cannot fit as of 2017-05-01: too little history")
-        return {"family": family}
-
     logged = []
-    monkeypatch.setattr(commands, "fit_stage", fake_stage)
     monkeypatch.setattr(
         commands, "log_stage", lambda stage, *a, **k: logged.append(stage["family"]) or stage
     )
     fams = ["next_purchase", "churn", "value"]
     with pytest.raises(commands.CannotTrain, match="value: cannot fit"):
-        commands.train_families(fams, None, pd.Timestamp("2017-05-01"), jobs=jobs)
+        commands.train_families(
+            fams, None, pd.Timestamp("2017-05-01"), jobs=jobs, stage_fn=fake_stage
+        )
     assert logged == []  # nothing logged or registered
-    got = commands.train_families(fams[:2], None, pd.Timestamp("2017-05-01"), jobs=jobs)
+    got = commands.train_families(
+        fams[:2], None, pd.Timestamp("2017-05-01"), jobs=jobs, stage_fn=fake_stage
+    )
     assert [r["family"] for r in got] == fams[:2] and sorted(logged) == sorted(fams[:2])
+    # with 2 jobs the stages ran in other processes
+    assert all((r["pid"] != os.getpid()) == (jobs == 2) for r in got)
+
+
+def test_parallel_training_does_not_hang_after_openmp_ran_in_this_process(monkeypatch):
+    """A forked worker of a process that has run a multi-threaded LightGBM fit hung in
+    its first parallel region (libgomp is not fork-safe); the workers are spawned."""
+    import lightgbm as lgb
+    import numpy as np
+
+    import training.commands as commands
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 5)), rng.integers(0, 2, 2000)
+    lgb.LGBMClassifier(n_estimators=5, n_jobs=2, verbose=-1).fit(X, y)  # OpenMP pool here
+    monkeypatch.setattr(commands, "log_stage", lambda stage, *a, **k: stage)
+    got = commands.train_families(
+        ["churn", "value"], (X, y), pd.Timestamp("2017-05-01"), jobs=2, stage_fn=lgbm_stage
+    )
+    assert [len(r["p"]) for r in got] == [2000, 2000]
 
 
 def test_a_broken_settings_file_is_a_message(tmp_path, monkeypatch):
