@@ -26,9 +26,9 @@ TAILOR = [sys.executable, "-m", "training.cli"]
 
 
 def _tree_rss(proc: psutil.Process) -> int:
-    """Resident memory of a process and all its descendants (forked workers included).
+    """Resident memory of a process and all its descendants (worker processes included).
 
-    Pages shared copy-on-write after a fork count once per process: an upper bound.
+    Pages shared between processes (libraries) count once per process: an upper bound.
     """
     total = 0
     for p in [proc, *proc.children(recursive=True)]:

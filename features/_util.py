@@ -87,13 +87,13 @@ def days_back(days_before: np.ndarray) -> np.ndarray:
 
 def observed_weeks_before(transactions: pd.DataFrame, cutoff, data_start=None) -> int:
     """Whole weeks from the first day of the data (``data_start``, default the first
-    transaction) to ``cutoff``; 0 when there is no data."""
+    transaction) to ``cutoff``; 0 when there is no data before ``cutoff``."""
     if data_start is None:
         if transactions.empty:
             return 0
         data_start = transactions["timestamp"].min()
     start = pd.Timestamp(data_start).floor("D")
-    return int(((pd.Timestamp(cutoff) - start) / pd.Timedelta(days=1)) // 7)
+    return max(int(((pd.Timestamp(cutoff) - start) / pd.Timedelta(days=1)) // 7), 0)
 
 
 def safe_div(num, den) -> np.ndarray:

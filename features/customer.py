@@ -403,7 +403,7 @@ def customer_features(tables, cutoff, globals_: dict | None = None) -> pd.DataFr
     Returns
     -------
     pd.DataFrame
-        Indexed by ``customer_id`` (sorted); columns as listed in FEATURES_API.md.
+        Indexed by ``customer_id`` (sorted); columns as defined in the module docstring.
         ``dept_share__<dept>`` names use :func:`features._util.slug` of the department.
     """
     cutoff = as_cutoff(cutoff)
