@@ -23,8 +23,9 @@ purchase::
                else the customer's mean days between visits / the product's basket share
     d        = days since the customer last bought it
     expected_days = interval - d                 if d <= interval
-                  = interval - (d mod interval)  if d >  interval (a skipped cycle:
-                                                  the next one in the same rhythm)
+                  = (-d) mod interval            if d >  interval (a skipped cycle:
+                                                  the next one in the same rhythm,
+                                                  0 when d is a whole number of cycles)
 
 For a product the customer never bought (a discovery item) ``d`` is unknown and the
 product's median cycle is used: ``expected_days = prod_cycle_median / 2`` (the mean
@@ -181,13 +182,30 @@ def expected_days(cand: pd.DataFrame, window_days: int = 14) -> np.ndarray:
     known = np.isfinite(d) & np.isfinite(interval) & (interval > 0)
     out = np.full(len(cand), np.nan)
     di, ii = d[known], interval[known]
-    out[known] = np.where(di <= ii, ii - di, ii - np.mod(di, ii))
+    # overdue: the next date of the same rhythm, ``last + k * interval`` (0 when today is
+    # one, as at d == interval)
+    out[known] = np.where(di <= ii, ii - di, np.mod(-di, ii))
     never = ~np.isfinite(d)
     out[never] = np.where(
         np.isfinite(cycle[never]) & (cycle[never] > 0), cycle[never] / 2, window_days / 2
     )
     out[~known & ~never] = window_days / 2
     return np.round(out, 1)
+
+
+def query_groups(train: pd.DataFrame) -> np.ndarray:
+    """Sizes of the ranker's queries: runs of consecutive rows with the same
+    ``(train_cutoff, customer_id)``, in row order (what LightGBM's ``group`` means).
+
+    A key that comes back later (the same training cutoff listed twice, or a reordered
+    prebuilt frame) starts a new query instead of being counted into the first one.
+    """
+    if len(train) == 0:
+        return np.zeros(0, dtype="int64")
+    t = train["train_cutoff"].to_numpy()
+    c = train["customer_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (c[1:] != c[:-1])])
+    return np.diff(np.r_[starts, len(train)])
 
 
 class NextPurchaseRanker(Ranker):
@@ -294,7 +312,7 @@ class NextPurchaseRanker(Ranker):
         if train is None:
             train = self.training_frame(tables, cutoff, progress)
         features = feature_list(cfg.signals)
-        groups = train.groupby(["train_cutoff", "customer_id"], sort=False).size().to_numpy()
+        groups = query_groups(train)
         params = {
             **cfg.lgbm,
             "random_state": cfg.seed,
