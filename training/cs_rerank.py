@@ -149,6 +149,16 @@ def _product_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.
     return out
 
 
+def _partner_reason(partner: str | None, product: str | None) -> str:
+    """Why an item-based signal picked a product: the customer's product it goes with. A
+    partner of the same name (another size or variety) is a look-alike, not a companion."""
+    if not isinstance(partner, str) or not partner.strip():
+        return "often bought with your usual products"
+    if isinstance(product, str) and partner.strip().lower() == product.strip().lower():
+        return f"like the {partner} you buy"
+    return f"often bought with {partner}"
+
+
 def _customer_frame(tables: Tables, h: CrossSellHistory, cp: pd.DataFrame) -> pd.DataFrame:
     from features.customer import customer_features
     from features.demographics import demographic_features
@@ -609,8 +619,8 @@ class LightGBMReRanker(Ranker):
             for n in ("cooccurrence", "item_knn", "ease")
             if n in self.signals_.signals
         }
-        cust = top["customer_id"].to_numpy()
-        cols = h.cols(top["product_id"].to_numpy())
+        cust, pids = top["customer_id"].to_numpy(), top["product_id"].to_numpy()
+        cols = h.cols(pids)
         for name, ranker in item_based.items():
             sel = np.flatnonzero(best == name)
             if desc is None or len(sel) == 0:
@@ -621,7 +631,5 @@ class LightGBMReRanker(Ranker):
                 partner, sim = ranker.explain(int(h.rows([c])[0]), cols[pos])
                 for p, j, v in zip(pos, partner, sim, strict=True):
                     if j >= 0 and v > 0:
-                        out[p] = "often bought with " + str(
-                            desc.get(h.items[j], "your usual products")
-                        )
+                        out[p] = _partner_reason(desc.get(h.items[j]), desc.get(pids[p]))
         return [str(r).replace("{description}", "your usual products") for r in out]

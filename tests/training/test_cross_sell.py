@@ -512,3 +512,18 @@ def test_fit_on_a_prebuilt_training_frame_is_the_same_model(shop, fitted):
 
     with pytest.raises(ValueError, match="train_cutoffs"):
         LightGBMReRanker(train_cutoffs=0).training_frame(tables, CUTOFF)
+
+
+def test_a_partner_of_the_same_name_is_a_look_alike_not_a_companion():
+    from training.cs_rerank import _partner_reason
+
+    # Complete Journey has several products called "Salad Bar Fresh Fruit": the service said
+    # "often bought with Salad Bar Fresh Fruit" of a Salad Bar Fresh Fruit
+    assert _partner_reason("Salad Bar Fresh Fruit", "salad bar fresh fruit ") == (
+        "like the Salad Bar Fresh Fruit you buy"
+    )
+    assert _partner_reason("Bananas (40 LB)", "Grapes Red (18 LB)") == (
+        "often bought with Bananas (40 LB)"
+    )
+    assert _partner_reason(None, "Grapes") == "often bought with your usual products"
+    assert _partner_reason(float("nan"), "Grapes") == "often bought with your usual products"
