@@ -106,10 +106,6 @@ def safe_div(num, den) -> np.ndarray:
     return out
 
 
-#: The contract's brand values (``products.brand``); anything else counts as unknown.
-BRANDS = ("private", "national")
-
-
 def private_label(brand) -> np.ndarray:
     """1.0 for a private-label brand, 0.0 for a national one, NaN for anything else
     (missing, blank or a value outside the contract's ``national/private``); case and

@@ -25,6 +25,8 @@ SourceOpt = typer.Option(
     "completejourney", "--source", "-s", help="completejourney | synthetic | files"
 )
 PathOpt = typer.Option(None, "--path", help="files source: directory with the CSV/Parquet files")
+#: Libraries whose INFO chatter would bury the progress lines: WARNING and above only.
+NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "bentoml", "matplotlib", "numba")
 MAPPING_HELP = (
     "files source: column mapping file (TOML or JSON), or the name of a shipped one "
     "(features/sources/mappings/, e.g. online_retail)"

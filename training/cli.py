@@ -14,7 +14,7 @@ import warnings
 
 import typer
 
-from features.cli import data_app, features_app
+from features.cli import NOISY_LOGGERS, data_app, features_app
 
 app = typer.Typer(
     name="tailor",
@@ -59,7 +59,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("mlflow", "alembic", "urllib3", "bentoml", "matplotlib", "numba"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:  # known, harmless library chatter that would bury the progress lines
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")

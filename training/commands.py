@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.cli import MAPPING_HELP, parse_date
+from features.cli import MAPPING_HELP, NOISY_LOGGERS, parse_date
 from features.contract import Tables
 from training.protocol import CUTOFFS, REFERENCE_START, VALIDATION_CUTOFFS, WINDOWS_DAYS
 
@@ -274,7 +274,7 @@ def _init_worker(tables: Tables, stage_fn, log_setup) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     level, fmt, datefmt = log_setup
     logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT, datefmt=datefmt)
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numba"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     _WORKER.update(tables=tables, stage_fn=stage_fn)
 
