@@ -6,22 +6,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.contract import Tables, validate
+from features.contract import validate
 from features.customer_product import customer_product_features
 from features.sources.synthetic import generate_with_truth
+from tests.features._factories import line, make_tables
 from training.next_purchase import NextPurchaseRanker, default_config, expected_days
-
-
-def _tables(rows) -> Tables:
-    """rows: (customer, basket, product, 'YYYY-MM-DD'), quantity 1 (date-only timestamps)."""
-    df = pd.DataFrame(rows, columns=["customer_id", "basket_id", "product_id", "timestamp"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"])
-    df["quantity"] = 1.0
-    df["store_id"] = 1
-    df["sales_value"] = 2.0
-    df["retail_discount"] = 0.0
-    df["coupon_discount"] = 0.0
-    return validate(Tables(transactions=df))
 
 
 def test_expected_days_is_zero_when_the_days_since_are_whole_cycles():
@@ -42,9 +31,8 @@ def test_expected_days_is_zero_when_the_days_since_are_whole_cycles():
 
 def test_expected_days_on_date_only_data_where_whole_cycles_are_common():
     # bought every Sunday 01-01, 01-08, 01-15, skipped 01-22; the cutoff is Sunday 01-29
-    tables = _tables(
-        [(1, b, 10, day) for b, day in enumerate(["2017-01-01", "2017-01-08", "2017-01-15"])]
-    )
+    days = ["2017-01-01", "2017-01-08", "2017-01-15"]  # date-only timestamps
+    tables = make_tables([line(1, b, 10, day, 2.0) for b, day in enumerate(days)])
     cp = customer_product_features(tables, "2017-01-29")
     assert cp["cp_days_since"].tolist() == [14.0] and cp["cp_interval_mean"].tolist() == [7.0]
     cand = cp.assign(prod_cycle_median=7.0, ipi_mean=7.0)
