@@ -28,6 +28,11 @@ Both services also call :func:`freeze_startup_heap` once they are set up: what i
 then (BentoML, pydantic, the lookup store) is moved out of the cyclic GC's reach, so its
 full collections no longer walk that heap on the request path.
 
+The offer service's workers call :func:`exit_with_parent`: circus starts each worker in a
+session of its own, so a worker whose server process is SIGKILLed would otherwise keep
+serving on the inherited socket, with the old store, and a restart would fail with
+"Address already in use".
+
 ``TAILOR_BENTO_CONFIG`` (a JSON object) is deep-merged over these defaults at import
 time; ``TAILOR_BENTO_CONFIG='{"preset": "bentoml-defaults"}'`` starts from BentoML's own
 defaults instead (what the benchmark measures as "before").
@@ -37,12 +42,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ctypes
 import gc
 import json
 import logging
 import os
+import signal
+import sys
 
 from starlette.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
 
 ENV = "TAILOR_BENTO_CONFIG"
 API_ROUTES = ("/offers", "/scores", "/events")
@@ -157,4 +167,32 @@ def install_timeout_fix() -> bool:
     if cls is None:
         return False
     cls.__call__ = _timeout_middleware_call
+    return True
+
+
+#: ``prctl`` option: the signal the kernel sends this process when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(sig: int = signal.SIGTERM, force: bool = False) -> bool:
+    """In a BentoML worker on Linux, have the kernel send ``sig`` when the server process dies.
+
+    SIGTERM lets the worker shut down as on a normal stop (its exposure journal is moved into
+    the log). Does nothing outside a BentoML worker (tests, notebooks) unless ``force``;
+    returns True if the signal is armed.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    if not force:
+        from bentoml._internal.context import server_context
+
+        if server_context.worker_index is None:
+            return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as exc:  # only the orphan protection is lost
+        logger.warning("worker %d will not stop with its server: %s", os.getpid(), exc)
+        return False
     return True

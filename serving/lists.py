@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 LIST_COLUMNS = [
     "customer_id",
+    # the id a mailer sends back with POST /events; it never holds the customer id, as the
+    # exported files carry only pseudonyms
+    "request_id",
     "list_date",
     "experiment",
     "arm",
@@ -64,13 +67,16 @@ def shopping_lists(
     if customers is None:
         customers = sorted(c for c, s in st.scores.items() if s.active)
     cols: dict[str, list] = {c: [] for c in LIST_COLUMNS}
-    for cid in customers:
+    batch = uuid.uuid4().hex[:12]
+    for i, cid in enumerate(customers, start=1):
         lst = engine.offer_list(int(cid), n, day=day, experiment=experiment)
         a = lst.assignment
+        rid = f"list-{batch}-{i}"
         for rank, o in enumerate(lst.offers, start=1):
             d = o.deal
             for k, v in (
                 ("customer_id", int(cid)),
+                ("request_id", rid),
                 ("list_date", day),
                 ("experiment", a.experiment),
                 ("arm", a.arm),
@@ -99,15 +105,19 @@ def shopping_lists(
 
 
 def log_lists(eventlog: EventLog, lists: pd.DataFrame) -> int:
-    """Log every mailed list as exposures (one request id per customer's list); returns rows written."""
+    """Log every mailed list as exposures under the list's ``request_id`` (the one in the
+    exported files, so events can name it); returns rows written."""
     if lists.empty:
         return 0
-    batch, ts, n = uuid.uuid4().hex[:12], now_iso(), 0
-    for cid, g in lists.groupby("customer_id", sort=False):
+    ts, n = now_iso(), 0
+    if "request_id" not in lists.columns:  # a frame built without shopping_lists
+        batch = uuid.uuid4().hex[:12]
+        lists = lists.assign(request_id=[f"list-{batch}-{c}" for c in lists["customer_id"]])
+    for rid, g in lists.groupby("request_id", sort=False):
         rows = exposure_rows(
-            f"list-{batch}-{cid}",
+            rid,
             ts,
-            int(cid),
+            int(g["customer_id"].iat[0]),
             g["experiment"].iat[0],
             g["arm"].iat[0],
             zip(g["product_id"], g["kind"], g["score"], g["discount"], strict=True),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Ids are stored as SQLite INTEGER (signed 64-bit).
 MAX_ID = 2**63 - 1
+#: A date in a request is exactly ``YYYY-MM-DD`` (ASCII digits).
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: Ids are JSON integers: strict, so ``true``, ``"1"`` and ``1.0`` are refused, not coerced.
 CustomerId = Annotated[
     int,
@@ -45,9 +48,10 @@ class OfferContext(BaseModel):
     @field_validator("date", mode="before")
     @classmethod
     def _date_is_text(cls, v):
-        # pydantic would read a number as a Unix time; a date is written 2017-03-01
-        if isinstance(v, int | float):
-            raise ValueError("give the date as YYYY-MM-DD")
+        # pydantic would read a number, or text of digits ("1514764800", "20171228"), as a Unix
+        # time and text with a time of day as a datetime; a date is written 2017-03-01
+        if isinstance(v, int | float) or (isinstance(v, str) and not DATE_TEXT.fullmatch(v)):
+            raise ValueError(f"give the date as YYYY-MM-DD, not {v!r}")
         return v
 
 
@@ -93,7 +97,9 @@ class OfferOut(BaseModel):
     price: float = Field(description="shelf price per unit")
     discount: float = Field(description="discount depth offered, a share of the price (0..1)")
     expected_value: float = Field(
-        description="expected revenue of showing the offer; the list is ordered by it"
+        description="expected revenue of showing the offer; a personalised list is ordered by "
+        "it, a non-personalised one (cold start, control, popular arms) has the items with a deal "
+        "first, then by popularity"
     )
     deal: DealOut | None = Field(None, description="a coupon valid on the date, with its campaign")
     reason: str = Field(description="a short human reason")

@@ -27,7 +27,12 @@ from pydantic import TypeAdapter
 from starlette.responses import JSONResponse, Response
 
 from features.config import get_settings
-from serving.bento_config import freeze_startup_heap, quiet_client_errors, service_config
+from serving.bento_config import (
+    exit_with_parent,
+    freeze_startup_heap,
+    quiet_client_errors,
+    service_config,
+)
 from serving.config import load_config
 from serving.engine import OfferEngine, OfferList
 from serving.eventlog import EventLog, now_iso, offers_json
@@ -124,6 +129,7 @@ class Tailor:
     """Personalised offers and customer scores from precomputed model outputs."""
 
     def __init__(self) -> None:
+        exit_with_parent()  # a worker must not outlive a SIGKILLed server (see bento_config)
         settings = get_settings()
         self.config = load_config()
         path = store_path(settings.serving_dir)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
+import psutil
 import pytest
 from bentoml._internal.server.http import traffic
 
 from serving.bento_config import (
     BENTOML_DEFAULTS,
     _timeout_middleware_call,
+    exit_with_parent,
     freeze_startup_heap,
     install_timeout_fix,
     service_config,
@@ -135,3 +141,49 @@ def test_freeze_startup_heap_moves_what_is_alive_out_of_the_collector():
     finally:
         gc.unfreeze()
     assert any(o is kept for o in gc.get_objects())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
+def test_a_worker_stops_when_its_server_process_is_killed():
+    """circus starts each worker in a session of its own: without the parent-death signal a
+    worker outlives a SIGKILLed server, serving on the old socket (a restart cannot bind)."""
+    assert exit_with_parent() is False  # not a BentoML worker: nothing armed in the test process
+    worker = textwrap.dedent(
+        """
+        import time
+        from serving.bento_config import exit_with_parent
+        print("armed" if exit_with_parent(force=True) else "not armed", flush=True)
+        time.sleep(60)
+        """
+    )
+    server = (
+        "import subprocess, sys\n"
+        f"w = subprocess.Popen([sys.executable, '-c', {worker!r}])\n"
+        "print(w.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", server],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        pid = int(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "armed"
+        proc.kill()  # SIGKILL to the "server" only
+        proc.wait(timeout=10)
+        try:
+            w = psutil.Process(pid)
+            w.wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            gone = w.status() == psutil.STATUS_ZOMBIE
+            if not gone:
+                w.kill()
+            assert gone, "the worker outlived its server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

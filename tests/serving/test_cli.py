@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from serving.cli import app, prepare_store
 from serving.eventlog import EventLog, exposure_rows, read_log
 from serving.privacy import forgotten_ids, pseudonymise
+from serving.schemas import EventRequest
 from serving.store import build_store, load_store, read_meta, store_path
 from tests.serving.conftest import AS_OF, stand_in_models, stand_in_predict
 from tests.serving.test_service_asgi import META
@@ -82,6 +83,17 @@ def test_lists_write_pseudonymised_parquet_and_csv(home):
     )  # the planted retention offer with its coupon
     exp, _ = read_log(home / "serving" / "events.sqlite")
     assert len(exp) == len(pq) and exp["request_id"].str.startswith("list-").all()
+    # each row names its list's logged request id, so a mailer can send events for it
+    assert pq.groupby("request_id")["customer"].nunique().eq(1).all()
+    assert pq["request_id"].nunique() == pq["customer"].nunique()
+    assert set(pq["request_id"]) == set(exp["request_id"]) == set(csv["request_id"])
+    row = pq.iloc[0]
+    EventRequest(
+        request_id=row["request_id"],
+        customer_id=1,
+        product_id=int(row["product_id"]),
+        type="redeemed",
+    )
 
 
 def test_lists_bad_date_and_missing_models(home, tiny_frames):

@@ -141,6 +141,10 @@ def test_universal_control_gets_non_personalised_offers(client):
         ({"customer_id": 1.0}, "customer_id"),
         ({"customer_id": 1, "n": True}, "n"),
         ({"customer_id": 1, "context": {"date": 1488326400}}, "date"),
+        # text of digits is not a Unix time, and a date has no time of day
+        ({"customer_id": 1, "context": {"date": "1488326400"}}, "date"),
+        ({"customer_id": 1, "context": {"date": "20170301"}}, "date"),
+        ({"customer_id": 1, "context": {"date": "2017-03-01T00:00:00Z"}}, "date"),
         ({"customer_id": 1, "context": {"date": "2999-01-01"}}, "date"),
         ({"customer_id": 1, "context": {"date": "2015-03-01"}}, "date"),
     ],
@@ -329,6 +333,22 @@ def test_openapi_page_documents_the_endpoints(client):
     for path in ("/offers", "/scores", "/events"):
         assert "post" in spec["paths"][path]
     assert client.get("/").status_code == 200
+
+
+def test_the_documented_order_of_offers(client):
+    """Personalised lists by expected value; non-personalised ones deals first (the OpenAPI says so)."""
+    doc = client.get("/docs.json").json()["components"]["schemas"]["OfferOut"]
+    assert (
+        "a personalised list is ordered by it" in doc["properties"]["expected_value"]["description"]
+    )
+    mine = client.post("/offers", json={"customer_id": 1, "n": 5}).json()
+    assert mine["personalised"]
+    ev = [o["expected_value"] for o in mine["offers"]]
+    assert ev == sorted(ev, reverse=True)
+    cold = client.post("/offers", json={"customer_id": 424242, "n": 5}).json()
+    assert cold["cold_start"]
+    deals = [o["deal"] is not None for o in cold["offers"]]
+    assert any(deals) and deals == sorted(deals, reverse=True)
 
 
 def test_today_is_not_the_default_date(client):
