@@ -331,6 +331,16 @@ def analyze(
     if margin is not None and not 0 <= margin <= 1:
         raise CampaignDataError(f"margin is a rate in [0, 1], got {margin}")
     metric_list = parse_metrics(metrics)
+    for col, role in [
+        *((part, f"metric {m!r}") for m in metric_list for part in m.split("/")),
+        (discount_col, "discount column"),
+        (revenue_col, "revenue column"),
+    ]:
+        if col and col == arm:
+            raise CampaignDataError(
+                f"{role} names the arm column {arm!r}: the arm says which group a customer is"
+                " in, it cannot also be an outcome or an amount"
+            )
     needed: dict[str, str] = {arm: "arm"}
     for m in metric_list:
         for part in m.split("/") if "/" in m else [m]:
@@ -369,6 +379,10 @@ def analyze(
         raise CampaignDataError(
             f"control arm {control!r} not found in column {arm!r}; arms are {present}"
         )
+    if isinstance(df[arm].dtype, pd.CategoricalDtype):
+        empty = sorted({str(c) for c in df[arm].cat.categories} - set(present))
+    else:
+        empty = []
     treatments = [a for a in present if a != control]
     if not treatments:
         raise CampaignDataError(
@@ -381,6 +395,12 @@ def analyze(
         raise CampaignDataError(f"arm(s) {small} have fewer than 2 customers")
 
     notes: list[str] = []
+    if empty:
+        notes.append(
+            f"arm(s) {empty} of column {arm!r} have no customers (categories without rows):"
+            " they are left out of the lifts and of the sample-ratio check; if customers were"
+            " assigned to them, the experiment lost them all"
+        )
     counts = {a: int(masks[a].sum()) for a in arms}
     shares = parse_allocation(allocation, arms)
     srm = st.srm_test(counts, shares, threshold=srm_threshold)
@@ -409,6 +429,13 @@ def analyze(
             num_col, den_col = metric.split("/")
             num, den = values[num_col], values[den_col]
             rows.extend(_ratio_rows(metric, num, den, arms, masks, control, alpha))
+            zero = [a for a in arms if den[masks[a]].sum() == 0]
+            if zero:
+                notes.append(
+                    f"ratio {metric!r}: the denominator {den_col!r} sums to 0 in arm(s) {zero},"
+                    " so the ratio is undefined there and its lift, interval and p-value are not"
+                    " computed"
+                )
             continue
         y = values[metric]
         kind = _kind(y)
@@ -466,6 +493,15 @@ def analyze(
             notes.append(
                 "margin rate not given: incremental margin and ROI are not computed (pass margin=0.3 for 30%)"
             )
+        else:
+            costs = zip(economics["arm"], economics["total_cost"], strict=True)
+            free = [str(a) for a, c in costs if not c > 0]
+            if free:
+                notes.append(
+                    f"ROI is not computed for arm(s) {free}: their cost is not positive (no cost per"
+                    " contact, no incremental discount), so ROI = margin / cost is undefined; the"
+                    " incremental margin is the campaign's return"
+                )
     elif margin is not None or discount_col or cost_per_contact:
         notes.append("no revenue column: economics (incremental revenue, margin, ROI) skipped")
 

@@ -155,7 +155,11 @@ def _print_result(console: Console, result: analysis.AnalysisResult) -> None:
                 f"{escape(str(r['arm']))}{' (control)' if ctl else ''}",
                 f"{int(r['n']):,}",
                 _f(r["mean"], k),
-                "" if ctl else _with_ci(r["abs_lift"], r["abs_ci_low"], r["abs_ci_high"], k),
+                ""
+                if ctl
+                else _with_ci(
+                    r["abs_lift"], r["abs_ci_low"], r["abs_ci_high"], "pp" if k == "pct" else k
+                ),
                 "" if ctl else _with_ci(r["rel_lift"], r["rel_ci_low"], r["rel_ci_high"], "pct"),
                 _f(r["p_value"], "p"),
                 _f(r["p_value_holm"], "p") + (" *" if sig else ""),

@@ -89,11 +89,13 @@ def _check(
         raise ValueError(f"control_share must be in (0, 1), got {control_share}")
     if n_treatments < 1:
         raise ValueError(f"n_treatments must be >= 1, got {n_treatments}")
+    if not math.isfinite(baseline):
+        raise ValueError(f"baseline must be a finite number, got {baseline}")
     if metric == "conversion":
         if not 0 < baseline < 1:
             raise ValueError(f"baseline conversion rate must be in (0, 1), got {baseline}")
         return math.sqrt(baseline * (1 - baseline))
-    if sd is None or not sd > 0:
+    if sd is None or not 0 < sd < math.inf:
         raise ValueError(
             f"revenue metric needs a positive per-customer standard deviation sd, got {sd}"
         )
@@ -148,8 +150,8 @@ def sample_size(
     31231
     """
     s_c = _check(metric, baseline, sd, alpha, power, control_share, n_treatments)
-    if not mde > 0:
-        raise ValueError(f"mde must be positive, got {mde}")
+    if not 0 < mde < math.inf:
+        raise ValueError(f"mde must be positive and finite, got {mde}")
     if relative and not baseline > 0:
         raise ValueError(
             f"a relative mde needs a positive baseline, got baseline {baseline}; "
@@ -253,7 +255,12 @@ def baseline_from_data(values) -> tuple[MetricKind, float, float]:
         ``(metric, baseline, sd)``: ``"conversion"`` when every value is 0 or 1, else
         ``"revenue"``; the mean and the standard deviation (``ddof=1``).
     """
-    arr = np.asarray(values, dtype=float)
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        name = getattr(values, "name", None)
+        what = f"column {name!r}" if name is not None else "the values"
+        raise ValueError(f"{what} is not numeric: cannot estimate a baseline from it") from None
     arr = arr[np.isfinite(arr)]
     if arr.size < 2:
         raise ValueError(f"need at least 2 finite values to estimate a baseline, got {arr.size}")

@@ -72,6 +72,11 @@ def read_input(
     if not path.is_file():
         raise CampaignDataError(f"input file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    if window_days is not None and suffix not in EVENT_LOG_SUFFIXES:
+        raise CampaignDataError(
+            f"a window (--window-days) applies to an event log only; {path.name!r} is a table"
+            " whose outcomes are already counted"
+        )
     if suffix in EVENT_LOG_SUFFIXES:
         df = read_event_log(path, experiment=experiment, window_days=window_days)
         found = sorted(df["experiment"].unique())
@@ -218,6 +223,10 @@ def read_event_log(
         Missing file, tables or columns; unknown experiment.
     """
     path = Path(path)
+    if window_days is not None and not window_days > 0:
+        raise CampaignDataError(
+            f"the outcome window must be a positive number of days, got {window_days}"
+        )
     for attempt in range(_SNAPSHOT_ATTEMPTS):
         last = attempt + 1 == _SNAPSHOT_ATTEMPTS
         try:

@@ -47,11 +47,17 @@ def _img(b64: str, alt: str) -> str:
 
 
 def fmt(x, kind: str = "num") -> str:
-    """A number for a table cell ("" when missing); kinds: num, pct, p, money."""
+    """A number for a table cell ("" when missing); kinds: num, pct, pp, p, money.
+
+    ``pp`` is a difference of two rates in percentage points (0.0766 -> ``7.66 pp``), so an
+    absolute lift of a rate is not read as a relative one (``%``).
+    """
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return ""
     if kind == "pct":
         return f"{x:.2%}"
+    if kind == "pp":
+        return f"{x * 100:.2f} pp"
     if kind == "p":
         return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
     if kind == "money":
@@ -159,13 +165,14 @@ def _results_table(result: AnalysisResult) -> str:
     for metric in result.metrics:
         for _, r in t[t["metric"] == metric].iterrows():
             f = _valuefmt(r["kind"])
+            d = "pp" if r["kind"] == "rate" else f  # a difference of rates: percentage points
             cls = ' class="sig"' if r["significant"] is True else ""
             rows.append(
                 f"<tr{cls}><td class=l>{html.escape(metric)}</td><td class=l>{html.escape(str(r['arm']))}"
                 f"{' (control)' if r['is_control'] else ''}</td><td class=l>{r['adjustment']}</td>"
                 f"<td>{int(r['n']):,}</td><td>{fmt(r['mean'], f)}</td>"
                 f"<td>{fmt_ci(r['mean_ci_low'], r['mean_ci_high'], f)}</td>"
-                f"<td>{fmt(r['abs_lift'], f)}</td><td>{'' if r['is_control'] else fmt_ci(r['abs_ci_low'], r['abs_ci_high'], f)}</td>"
+                f"<td>{fmt(r['abs_lift'], d)}</td><td>{'' if r['is_control'] else fmt_ci(r['abs_ci_low'], r['abs_ci_high'], d)}</td>"
                 f"<td>{fmt(r['rel_lift'], 'pct')}</td><td>{'' if r['is_control'] else fmt_ci(r['rel_ci_low'], r['rel_ci_high'], 'pct')}</td>"
                 f"<td>{fmt(r['p_value'], 'p')}</td><td>{fmt(r['p_value_holm'], 'p')}</td>"
                 f"<td>{fmt(r['variance_reduction'], 'pct')}</td></tr>"
@@ -215,7 +222,7 @@ def render_html(
     parts.append(f"<div class='{srm_cls}'>{html.escape(result.srm.message())}</div>")
     parts.append("<h2>Results</h2>")
     parts.append(
-        "<p class=note>Absolute lift: Welch t-test. Relative lift and ratio metrics: delta method. "
+        "<p class=note>Absolute lift: Welch t-test; for a rate in percentage points (pp). Relative lift and ratio metrics: delta method. "
         "p (Holm): adjusted over the treatment arms per metric; bold green = significant after adjustment. "
         "Rate CIs of the mean: Wilson.</p>"
     )

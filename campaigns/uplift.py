@@ -521,7 +521,14 @@ def uplift_experiment(
         raise ValueError(f"missing feature column(s) {missing}")
     if not features:
         raise ValueError("no feature columns to learn uplift from")
-    y = pd.to_numeric(sub[outcome], errors="raise").to_numpy(dtype=float)
+    try:
+        y = pd.to_numeric(sub[outcome], errors="raise").to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        example = sub[outcome].iloc[0] if len(sub) else None
+        raise ValueError(
+            f"outcome column {outcome!r} is not numeric (values such as {example!r});"
+            " the outcome is a 0/1 response or an amount"
+        ) from None
     binary = bool(np.isin(y, (0.0, 1.0)).all())
     rng = np.random.default_rng(seed)
     test = np.zeros(len(sub), dtype=bool)

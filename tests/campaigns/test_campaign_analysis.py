@@ -266,3 +266,46 @@ def test_exact_and_constant_lifts_are_noted():
     assert amount["significant"] is None
     assert any("'conv', arm 't'" in n and "Fisher's exact" in n for n in res.notes)
     assert any("'amount', arm 't'" in n and "both arms are constant" in n for n in res.notes)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"metrics": "arm"}, "metric 'arm' names the arm column 'arm'"),
+        ({"metrics": "spend/arm"}, "metric 'spend/arm' names the arm column 'arm'"),
+        ({"metrics": "conversion", "revenue_col": "arm"}, "revenue column names the arm column"),
+        ({"metrics": "conversion", "discount_col": "arm"}, "discount column names the arm column"),
+    ],
+)
+def test_arm_column_as_an_outcome_is_refused_clearly(three_arms, kwargs, match):
+    # was a bare KeyError('arm') from deep inside analyze
+    with pytest.raises(CampaignDataError, match=match):
+        analyze(three_arms, "arm", "ctl", **kwargs)
+
+
+def test_ratio_with_a_zero_denominator_is_noted(three_arms):
+    df = three_arms.assign(visit=np.where(three_arms["arm"] == "b", 0, three_arms["visit"]))
+    res = analyze(df, "arm", "ctl", "spend/visit")
+    assert np.isnan(res.lift("b", "spend/visit")["abs_lift"])
+    assert any(
+        "ratio 'spend/visit': the denominator 'visit' sums to 0 in arm(s) ['b']" in n
+        for n in res.notes
+    )
+
+
+def test_arm_category_without_rows_is_noted(three_arms):
+    df = three_arms.astype({"arm": "category"})
+    df = df[df["arm"] != "b"]  # the category stays, as in a filtered Parquet file
+    assert "b" in df["arm"].cat.categories
+    res = analyze(df, "arm", "ctl", "conversion")
+    assert res.arms == ["ctl", "a"]
+    assert any("arm(s) ['b'] of column 'arm' have no customers" in n for n in res.notes)
+
+
+def test_roi_without_any_cost_is_noted(three_arms):
+    res = analyze(three_arms, "arm", "ctl", "conversion", margin=0.3)
+    assert res.economics["roi"].isna().all()
+    assert any("ROI is not computed for arm(s) ['a', 'b']" in n for n in res.notes)
+    paid = analyze(three_arms, "arm", "ctl", "conversion", margin=0.3, cost_per_contact=0.1)
+    assert paid.economics["roi"].notna().all()
+    assert not any("ROI is not computed" in n for n in paid.notes)

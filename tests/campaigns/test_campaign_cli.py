@@ -368,3 +368,23 @@ def test_report_cells_print_counts_as_integers():
     assert fmt(0.18283) == "0.1828" and fmt(3.0) == "3"  # floats unchanged
     html = _frame_table(pd.DataFrame({"arm": ["a"], "n": [21307], "spend": [1.5]}), {"spend"})
     assert "<td>21,307</td>" in html and "e+04" not in html
+
+
+def test_absolute_lift_of_a_rate_is_in_percentage_points(tmp_path):
+    # 50% vs 25%: +25 points absolute, +100% relative; both used to print as "%"
+    df = pd.DataFrame({"arm": ["t"] * 40 + ["c"] * 40, "conv": [1, 0] * 20 + [1, 0, 0, 0] * 10})
+    path = tmp_path / "ab.csv"
+    df.to_csv(path, index=False)
+    report = tmp_path / "r.html"
+    args = ["analyze", str(path), "--control", "c", "--metrics", "conv", "--no-uplift"]
+    res = runner.invoke(app, [*args, "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    assert "25.00 pp [" in res.stdout and "100.00%" in res.stdout
+    assert "<td>25.00 pp</td>" in report.read_text()
+
+
+def test_design_with_infinite_sd_exits_2():
+    args = ["design", "--metric", "revenue", "--baseline", "5", "--sd", "inf", "--mde", "0.1"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "standard deviation" in res.output

@@ -99,6 +99,13 @@ def test_baseline_from_data():
             {"baseline": -2.0, "mde": 0.1, "metric": "revenue", "sd": 1.0},
             "a relative mde needs a positive baseline",
         ),
+        # non-finite inputs: were an OverflowError traceback (sd) or a silent n = 0 design
+        ({"baseline": 5.0, "mde": 0.1, "metric": "revenue", "sd": math.inf}, "standard deviation"),
+        ({"baseline": math.inf, "mde": 0.1, "metric": "revenue", "sd": 3.0}, "finite"),
+        (
+            {"baseline": 5.0, "mde": math.inf, "metric": "revenue", "sd": 3.0, "relative": False},
+            "mde must be positive and finite",
+        ),
     ],
 )
 def test_design_errors(kwargs, match):
@@ -111,3 +118,10 @@ def test_revenue_zero_baseline_with_absolute_mde():
     d = sample_size(0.0, 0.1, metric="revenue", sd=1.0, relative=False)
     assert d.n_control == math.ceil(2 * (Z / 0.1) ** 2)
     assert math.isnan(d.mde_rel)
+
+
+def test_baseline_from_a_text_column_names_it():
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="column 'channel' is not numeric"):
+        baseline_from_data(pd.Series(["Web", "Phone"], name="channel"))

@@ -212,3 +212,17 @@ def test_exposures_left_in_the_journal_are_read_once(log_path, caplog):
     after = read_event_log(log_path, experiment="exp1")
     pd.testing.assert_frame_equal(after, df)
     assert after.attrs["notes"] == []
+
+
+@pytest.mark.parametrize("days", [0, -1.0])
+def test_a_window_that_is_not_positive_is_refused(log_path, days):
+    # was silently accepted: every outcome fell outside the window, all metrics 0
+    with pytest.raises(CampaignDataError, match="positive number of days"):
+        read_event_log(log_path, experiment="exp1", window_days=days)
+
+
+def test_a_window_on_a_table_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"arm": ["a", "b"], "y": [1, 0]}).to_csv(path, index=False)
+    with pytest.raises(CampaignDataError, match="applies to an event log only"):
+        read_input(path, window_days=7)

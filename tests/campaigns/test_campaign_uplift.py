@@ -164,3 +164,11 @@ def test_tied_scores_do_not_depend_on_the_row_order():
         qini_coefficient(y2[swapped], t2[swapped], s2[swapped])
     )
     assert qini_coefficient(y2, t2, s2) > 0  # the top level holds the treated buyer
+
+
+def test_text_outcome_is_named_in_the_error():
+    df = pd.DataFrame(
+        {"arm": ["t", "c"] * 20, "x": np.arange(40.0), "channel": ["Web", "Phone"] * 20}
+    )
+    with pytest.raises(ValueError, match="outcome column 'channel' is not numeric"):
+        uplift_experiment(df, "arm", "t", "c", "channel", features=["x"])
