@@ -321,9 +321,15 @@ def analyze(
 ) -> None:
     """Lift per arm with confidence intervals, CUPED, SRM check, Holm correction and ROI."""
     console = _console()
+    # refused before any long work (reading a large log, fitting the uplift models)
+    for what, path in (("JSON summary", json_path), ("HTML report", report)):
+        if path is not None and path.is_dir():
+            raise _fail(f"cannot write the {what} to {str(path)!r}: Is a directory")
     try:
         df = io.read_input(input, experiment=experiment, window_days=window_days)
         from_log = io.is_event_log(input)
+        if report is not None and uplift:
+            _check_uplift_columns(df, uplift_outcome, uplift_features)
         if metrics is None:
             if not from_log:
                 raise CampaignDataError(
@@ -377,6 +383,16 @@ def analyze(
         )
 
 
+def _check_uplift_columns(df, outcome, features_text) -> None:
+    """The columns named by ``--uplift-outcome`` and ``--uplift-features`` must exist."""
+    named = [c for c in [outcome, *(_csv_list(features_text) or [])] if c]
+    missing = [c for c in named if c not in df.columns]
+    if missing:
+        raise CampaignDataError(
+            f"uplift column(s) {missing} not in the input; columns are {list(map(str, df.columns))}"
+        )
+
+
 def _fit_uplift(console, df, result, outcome, features_text, discount_column, seed):
     """Uplift reports per treatment arm for the HTML report.
 
@@ -387,13 +403,8 @@ def _fit_uplift(console, df, result, outcome, features_text, discount_column, se
     """
     from campaigns.uplift import uplift_experiment
 
+    _check_uplift_columns(df, outcome, features_text)
     plain = [m for m in result.metrics if "/" not in m]
-    named = [c for c in [outcome, *(_csv_list(features_text) or [])] if c]
-    missing = [c for c in named if c not in df.columns]
-    if missing:
-        raise CampaignDataError(
-            f"uplift column(s) {missing} not in the input; columns are {list(map(str, df.columns))}"
-        )
     outcome = outcome or (plain[0] if plain else None)
     if outcome is None:
         console.print("[yellow]note:[/] no plain metric to model uplift on; Qini curve skipped")

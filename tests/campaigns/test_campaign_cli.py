@@ -294,6 +294,21 @@ def test_output_path_that_is_a_directory_exits_2(shop_csv, tmp_path, flag):
     out = res.output.replace("\n", "")
     assert "cannot write the" in out and "Is a directory" in out
     assert "Traceback" not in res.output
+    assert "rel lift" not in out  # refused before the analysis, not after it
+
+
+def test_unknown_uplift_column_is_refused_before_the_analysis(shop_csv, tmp_path):
+    res = runner.invoke(
+        app,
+        ["analyze", str(shop_csv), "--control", "control", "--metrics", "conversion",
+         "--report", str(tmp_path / "r.html"), "--uplift-outcome", "nope"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    out = res.output.replace("\n", "")
+    assert "uplift column(s) ['nope'] not in the input" in out
+    assert "rel lift" not in out
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_brackets_in_user_text_are_printed_as_typed(tmp_path):
