@@ -395,6 +395,9 @@ def analyze(
         raise CampaignDataError(f"arm(s) {small} have fewer than 2 customers")
 
     notes: list[str] = []
+    amounts = {
+        c for c in (revenue_col or ("spend" if "spend" in df.columns else None), discount_col) if c
+    } | set(df.attrs.get("amounts", ()))
     if empty:
         notes.append(
             f"arm(s) {empty} of column {arm!r} have no customers (categories without rows):"
@@ -438,7 +441,8 @@ def analyze(
                 )
             continue
         y = values[metric]
-        kind = _kind(y)
+        # an amount of money is a mean even when every value is 0 or 1 (e.g. no spend yet)
+        kind = "mean" if metric in amounts else _kind(y)
         rows.extend(_mean_rows(metric, kind, "none", y, arms, masks, control, alpha, notes=notes))
         if x is not None:
             y_adj, theta = st.cuped_adjust(y, x)
@@ -555,12 +559,13 @@ def _mean_rows(
     notes: list[str] | None = None,
 ) -> list[dict]:
     raw = y if raw is None else raw
+    binary = None if kind == "rate" else False  # an amount is never tested as a rate
     rows = []
     yc = y[masks[control]]
     raw_c = raw[masks[control]]
     for a in arms:
         ra = raw[masks[a]]
-        lo, hi = st.mean_interval(ra, alpha)
+        lo, hi = st.mean_interval(ra, alpha, binary=binary)
         row = {
             "arm": a,
             "metric": metric,
@@ -577,7 +582,7 @@ def _mean_rows(
             if adjustment == "none":
                 rows.append(row)
             continue
-        cmp = st.compare_means(y[masks[a]], yc, alpha)
+        cmp = st.compare_means(y[masks[a]], yc, alpha, binary=binary)
         row.update(_lift_cols(cmp))
         rows.append(row)
         note = _method_note(metric, a, adjustment, cmp["method"])
@@ -676,8 +681,12 @@ def _economics(
     for a in arms[1:]:
         m = masks[a]
         n = int(m.sum())
-        rev = st.compare_means(revenue[m], revenue[mc], alpha)
-        d = st.compare_means(disc[m], disc[mc], alpha) if discount is not None else None
+        rev = st.compare_means(revenue[m], revenue[mc], alpha, binary=False)
+        d = (
+            st.compare_means(disc[m], disc[mc], alpha, binary=False)
+            if discount is not None
+            else None
+        )
         contact = cost_per_contact * n
         discount_cost = d["diff"] * n if d is not None else 0.0
         row = {
@@ -698,7 +707,7 @@ def _economics(
         }
         if margin is not None:
             value = margin * revenue - disc
-            mv = st.compare_means(value[m], value[mc], alpha)
+            mv = st.compare_means(value[m], value[mc], alpha, binary=False)
             row["incremental_margin"] = mv["diff"] * n - contact
             row["incremental_margin_ci_low"] = mv["ci_low"] * n - contact
             row["incremental_margin_ci_high"] = mv["ci_high"] * n - contact

@@ -413,6 +413,7 @@ def _read_event_log(
     units["date"] = units["first_exposure"].dt.normalize()
     out = units[out_cols].sort_values(key, kind="stable").reset_index(drop=True)
     out.attrs["notes"] = notes
+    out.attrs["amounts"] = ["spend", "discount_cost"]  # money, even when all 0 (no purchase yet)
     return out
 
 

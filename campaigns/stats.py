@@ -217,7 +217,9 @@ def needs_exact(x_t: int, n_t: int, x_c: int, n_c: int, min_count: int = EXACT_M
     return min(x_t, n_t - x_t, x_c, n_c - x_c) < min_count
 
 
-def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float | str]:
+def compare_means(
+    y_t, y_c, alpha: float = 0.05, binary: bool | None = None
+) -> dict[str, float | str]:
     """Compare the per-customer mean of a treatment and a control arm.
 
     Parameters
@@ -226,6 +228,9 @@ def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float | str]:
         Per-customer outcomes (0/1 for rates, amounts for revenue).
     alpha : float
         Two-sided level; intervals are ``1 - alpha``.
+    binary : bool, optional
+        Whether the outcome is a 0/1 rate (default: when every value is 0 or 1). Pass False
+        for an amount of money, which may be all 0 or 1 by chance (no spend yet).
 
     Returns
     -------
@@ -253,7 +258,9 @@ def compare_means(y_t, y_c, alpha: float = 0.05) -> dict[str, float | str]:
     }
     out.update(welch_from_moments(m_t, v_t, n_t, m_c, v_c, n_c, alpha))
     out["method"] = "welch" if out["se"] > 0 else "none"
-    if is_binary(y_t) and is_binary(y_c):
+    if binary is None:
+        binary = is_binary(y_t) and is_binary(y_c)
+    if binary:
         x_t, x_c = int(round(y_t.sum())), int(round(y_c.sum()))
         if out["se"] == 0.0 or needs_exact(x_t, n_t, x_c, n_c):
             out.update(exact_binary(x_t, n_t, x_c, n_c, alpha))
@@ -395,15 +402,17 @@ def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[floa
     return float(centre - half), float(centre + half)
 
 
-def mean_interval(y, alpha: float = 0.05) -> tuple[float, float]:
-    """t interval for a mean (Wilson for 0/1 data).
+def mean_interval(y, alpha: float = 0.05, binary: bool | None = None) -> tuple[float, float]:
+    """t interval for a mean (Wilson for 0/1 data; ``binary`` as in :func:`compare_means`).
 
     NaN for amounts that are all equal: the sample says nothing of the
     variance, so a zero-width interval would claim a certainty the data do not give, as
     :func:`compare_means` does for constant arms.
     """
     y = _as_float_array(y, "values")
-    if np.isin(y, (0.0, 1.0)).all():
+    if binary is None:
+        binary = bool(np.isin(y, (0.0, 1.0)).all())
+    if binary:
         return wilson_interval(float(y.sum()), y.size, alpha)
     m = float(y.mean())
     se = float(y.std(ddof=1) / np.sqrt(y.size))

@@ -268,6 +268,19 @@ def test_exact_and_constant_lifts_are_noted():
     assert any("'amount', arm 't'" in n and "both arms are constant" in n for n in res.notes)
 
 
+def test_an_amount_with_no_spend_yet_is_a_mean_not_a_rate():
+    # early in a campaign nobody has bought: spend is all 0, which looks like a 0/1 rate
+    df = pd.DataFrame({"arm": ["c"] * 6 + ["t"] * 6, "spend": [0.0] * 12, "paid": [0.0] * 12})
+    res = analyze(df, "arm", "c", "spend,paid")
+    spend = res.lift("t", "spend")
+    assert spend["kind"] == "mean" and np.isnan(spend["p_value"])
+    assert any("'spend', arm 't'" in n and "both arms are constant" in n for n in res.notes)
+    assert res.lift("t", "paid")["kind"] == "rate"  # not an amount: a 0/1 column is a rate
+    assert analyze(df, "arm", "c", "paid", revenue_col="paid").lift("t", "paid")["kind"] == "mean"
+    df.attrs["amounts"] = ["paid"]  # what the event-log reader marks
+    assert analyze(df, "arm", "c", "paid").lift("t", "paid")["kind"] == "mean"
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

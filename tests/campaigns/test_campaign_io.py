@@ -60,6 +60,8 @@ def test_experiment_filter_and_window(log_path):
     assert (
         df.set_index("customer_id").loc[1, "spend"] == 20.0
     )  # the February purchase is outside 7 days
+    # the amounts are marked, so an all-zero spend is analysed as money, not as a 0/1 rate
+    assert read_input(log_path, experiment="exp1").attrs["amounts"] == ["spend", "discount_cost"]
 
 
 def test_unknown_experiment_lists_the_known_ones(log_path):
