@@ -301,16 +301,18 @@ def _read_event_log(
         journal, n_lines = journal_exposures(path, progress)
         if retry and _journal_moved_meanwhile(path, listed, progress):
             raise _JournalMovedMeanwhile
-        if n_lines:
+        j_exp = journal if experiment is None else journal[journal["experiment"] == experiment]
+        if len(j_exp):
+            # counted for the experiment read, not for every experiment in the journal
+            n_lists = j_exp["request_id"].nunique() if experiment is not None else n_lines
             msg = (
-                f"{n_lines} served lists ({len(journal)} exposure rows) were still in the journal"
+                f"{n_lists} served lists ({len(j_exp)} exposure rows) were still in the journal"
                 f" {journal_dir(path).name}/ (the offer service stopped before moving them into"
                 " the log); they are included here. The next start of the service (or"
                 " serving.eventlog.recover_journals) moves them into the exposures table."
             )
             logger.warning("%s", msg)
             notes.append(msg)
-            j_exp = journal if experiment is None else journal[journal["experiment"] == experiment]
             exposures = pd.concat(
                 [exposures, j_exp[want_exp]] if not exposures.empty else [j_exp[want_exp]],
                 ignore_index=True,

@@ -178,8 +178,11 @@ def test_exposures_left_in_the_journal_are_read_once(log_path, caplog):
     left = _journal_line(
         "r9", "2024-01-05T07:00:00.000+00:00", 99, "exp1", "offer", [[100, "remind", 0.5, 2.0]]
     )
+    other = _journal_line(  # another experiment's list: not counted in exp1's note
+        "r11", "2024-01-05T08:00:00.000+00:00", 5, "exp2", "B", [[100, "remind", 0.5, 0.0]] * 2
+    )
     torn = b'["r10","2024-01-06T07:00:00.000+00:00",98,"exp1"'  # cut short by the kill
-    (journal / "exposures-123-abcd1234.jsonl").write_bytes(moved + left + torn)
+    (journal / "exposures-123-abcd1234.jsonl").write_bytes(moved + left + other + torn)
     con = sqlite3.connect(log_path)
     con.execute("CREATE TABLE journal_progress(journal TEXT PRIMARY KEY, moved INTEGER)")
     con.execute(
@@ -204,6 +207,8 @@ def test_exposures_left_in_the_journal_are_read_once(log_path, caplog):
     assert e1.loc[1, "n_exposures"] == 1
     assert "1 served lists (1 exposure rows) were still in the journal" in caplog.text
     assert "still in the journal" in df.attrs["notes"][0]
+    e2 = read_event_log(log_path, experiment="exp2")
+    assert "1 served lists (2 exposure rows) were still" in e2.attrs["notes"][0]
     assert log_path.read_bytes() == before  # read only
 
     # the same answer as after the service's own recovery moved the journal into the table
