@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,6 +66,16 @@ def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
     """A date option as a naive timestamp (a time zone is converted to UTC and dropped)."""
     if value is None:
         return None
+    m = re.match(r"\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b", value)
+    if m and int(m[1]) <= 12 and int(m[2]) <= 12 and int(m[1]) != int(m[2]):
+        # pandas would read it month first whatever the shop meant (the contract refuses
+        # such dates in the data too)
+        year = m[3] if len(m[3]) == 4 else f"20{m[3]}"
+        a, b = m[1].zfill(2), m[2].zfill(2)
+        raise typer.BadParameter(
+            f"{value!r} is ambiguous (day or month first?); write {year}-{b}-{a} or {year}-{a}-{b}",
+            param_hint=what,
+        )
     try:
         ts = pd.Timestamp(value)
     except ValueError as exc:
@@ -71,6 +83,29 @@ def parse_date(value: str | None, what: str = "--as-of") -> pd.Timestamp | None:
     if pd.isna(ts):  # pd.Timestamp("") is NaT rather than an error
         raise typer.BadParameter(f"not a date: {value!r}", param_hint=what)
     return ts.tz_convert(None) if ts.tzinfo is not None else ts
+
+
+def check_writable(path: Path, what: str = "--out", folder: bool = False) -> None:
+    """Fail before any work when ``path`` cannot be written: it is a folder where a file is
+    wanted, a parent is a file, or the nearest existing folder does not take new files."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; give a file name", param_hint=what)
+    parent = path.parent  # as the user wrote it, for the message
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise typer.BadParameter(
+            f"cannot write {path}: {parent} is a file, not a folder", param_hint=what
+        )
+    try:  # a probe, not os.access: root passes access checks on read-only file systems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write {path}: {parent} does not take new files ({exc.strerror})",
+            param_hint=what,
+        ) from exc
 
 
 def cutoff_label(cutoff: pd.Timestamp) -> str:
@@ -224,6 +259,8 @@ def features_build(
     from features.build import MANIFEST, build_all, write_features
 
     cutoff = parse_date(as_of)
+    if out is not None:
+        check_writable(out, folder=True)
     if out is not None and out.exists():
         if not out.is_dir():
             raise typer.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
@@ -269,7 +306,9 @@ def features_build(
     console.print(table)
     if cutoff > last:
         console.print(
-            f"[yellow]note:[/] cutoff is after the last transaction ({last}); features are as of the end of the data"
+            f"[yellow]note:[/] the cutoff is {(cutoff - last).days:,} day(s) after the last "
+            f"transaction ({last}); recency, overdue ratios and the spend windows count that "
+            "gap as time without purchases"
         )
     console.print(f"done in {time.perf_counter() - t0:.1f} s")
     print(json.dumps({"out": str(out), **{k: len(v) for k, v in frames.items()}}))

@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.cli import MAPPING_HELP, NOISY_LOGGERS, parse_date
+from features.cli import MAPPING_HELP, NOISY_LOGGERS, check_writable, parse_date
 from features.contract import Tables
 from training.protocol import CUTOFFS, REFERENCE_START, VALIDATION_CUTOFFS, WINDOWS_DAYS
 
@@ -90,11 +90,14 @@ def check_as_of(tables: Tables, cutoff: pd.Timestamp, what: str = "--as-of") -> 
 
 
 def check_output(out: Path | None, what: str = "--out") -> None:
-    """Fail before any work when an output file's type is not supported."""
-    if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
+    """Fail before any work when an output file's type is not supported or it cannot be written."""
+    if out is None:
+        return
+    if Path(out).suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(
             f"unsupported output {Path(out).name!r}: use .parquet or .csv", param_hint=what
         )
+    check_writable(out, what)
 
 
 def default_as_of(tables: Tables) -> pd.Timestamp:
@@ -495,7 +498,10 @@ def evaluate(
                 console.print(f"plot: {plots / f'goals_{fam}.png'}")
     evaluation = pd.concat(frames, ignore_index=True)
     if out is not None:
-        write_frame(evaluation, out)
+        try:
+            write_frame(evaluation, out)
+        except OSError as exc:
+            _fail(RuntimeError(f"cannot write {out}: {exc.strerror or exc}"))
     if log:
         import mlflow
 
@@ -546,6 +552,25 @@ def write_frame(df: pd.DataFrame, out: Path) -> None:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def with_source_codes(pred: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    """``pred`` plus the shop's own ``customer_code`` / ``product_code`` where the source
+    mapped text codes to ids (the files source keeps them), so the user can join the
+    predictions back to their own systems."""
+    for key, table in (("customer_id", "customers"), ("product_id", "products")):
+        code = key.replace("_id", "_code")
+        if key not in pred.columns or code in pred.columns:
+            continue
+        pairs = [
+            df[[key, code]]
+            for df in (tables.transactions, getattr(tables, table))
+            if df is not None and code in df.columns
+        ]
+        if pairs:
+            lookup = pd.concat(pairs).dropna().drop_duplicates(key).set_index(key)[code]
+            pred = pred.assign(**{code: pred[key].map(lookup)})
+    return pred
 
 
 PREDICT_COLUMNS = {
@@ -615,6 +640,9 @@ def predict(
         pred = mod.predict_family(model, item_tables, cutoff, **kwargs)
     if level == "category":
         pred = category_lists(pred, item_tables)
+    pred = with_source_codes(pred, tables)
+    codes = [c for c in ("customer_code", "product_code") if c in pred.columns]
+    columns = columns + [c for c in codes if c not in columns]
     cols = columns + [c for c in pred.columns if c not in columns]
     pred = pred[cols]
     if fam in ("next_purchase", "cross_sell"):
@@ -624,7 +652,10 @@ def predict(
     for c in pred.columns:  # lists (reasons) are written as text so CSV and Parquet agree
         if pred[c].dtype == object and len(pred) and isinstance(pred[c].iloc[0], list | tuple):
             pred[c] = pred[c].map(lambda v: "; ".join(map(str, v)))
-    write_frame(pred, out)
+    try:
+        write_frame(pred, out)
+    except OSError as exc:  # e.g. the disk filled up: the previous file stays whole
+        _fail(RuntimeError(f"cannot write {out}: {exc.strerror or exc}"))
     console.print(
         f"{fam}: {len(pred):,} rows for {pred['customer_id'].nunique():,} customers -> {out} ({time.perf_counter() - t0:.0f} s)"
     )

@@ -55,8 +55,10 @@ left empty; a missing required column is an error naming it.
 Ids: integer ids are kept. Other codes (``'85123A'``, ``'C536379'``, country names) are
 mapped to stable ``int64`` ids -- the number itself for plain integer strings, else a
 keyed hash in ``[2**62, 2**63)`` -- so the same code gets the same id in every file and
-every load. The original codes are kept in ``products.product_code``,
-``transactions.basket_code`` and ``customers.customer_code``.
+every load. The original codes are kept in ``transactions.customer_code``,
+``transactions.product_code`` and ``transactions.basket_code`` (and in
+``products.product_code`` and ``customers.customer_code``); ``tailor predict`` writes them
+next to the ids, so predictions join back to the shop's own codes.
 
 Rules (``[transactions.rules]``), applied in this order, each line counted once under
 the first reason that applies:
@@ -78,11 +80,13 @@ import json
 import logging
 import re
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import INT, SCHEMAS, TABLE_NAMES, Tables
@@ -224,20 +228,42 @@ def _find_table(directory: Path, name: str) -> Path | None:
     return None
 
 
+@contextmanager
+def _reading(path: Path):
+    """Errors of the readers as one line naming the file (they name none themselves)."""
+    try:
+        yield
+    except pd.errors.EmptyDataError as exc:
+        raise MappingError(f"{path.name}: the file is empty (not even a header row)") from exc
+    except UnicodeDecodeError as exc:
+        raise MappingError(
+            f"{path.name}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at "
+            f"position {exc.start:,}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from exc
+    except pd.errors.ParserError as exc:
+        raise MappingError(f"{path.name}: not a readable CSV file: {exc}".strip()) from exc
+    except pa.ArrowException as exc:
+        raise MappingError(f"{path.name}: not a readable Parquet file: {exc}") from exc
+
+
 def _columns_of(path: Path) -> list[str]:
-    if path.suffix == ".parquet":
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, nrows=0).columns)
+    with _reading(path):
+        if path.suffix == ".parquet":
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0).columns)
 
 
 def _read(
     path: Path, columns: list[str] | None = None, text_columns: tuple[str, ...] = ()
 ) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path, columns=columns)
-    if path.suffix == ".csv":
-        dtype = {c: "string" for c in text_columns}
-        return pd.read_csv(path, usecols=columns, dtype=dtype or None)
+    with _reading(path):
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path, columns=columns)
+        if path.suffix == ".csv":
+            dtype = {c: "string" for c in text_columns}
+            # low_memory=False: one type per column, no DtypeWarning on mixed columns (the
+            # contract then names the rows that are not numbers)
+            return pd.read_csv(path, usecols=columns, dtype=dtype or None, low_memory=False)
     raise MappingError(f"{path.name}: unsupported file type {path.suffix!r}; use .csv or .parquet")
 
 
@@ -534,8 +560,9 @@ def _transactions(
         if name not in out.columns:
             out[name] = default
             notes.append(f"transactions: no {name} in the mapping; set to {default} on every line")
-    if ids["basket_id"].hashed:
-        out["basket_code"] = ids["basket_id"].text(keep)
+    for name in ("basket_id", "customer_id", "product_id"):
+        if ids[name].hashed:  # the shop's own codes, so outputs can be joined back on them
+            out[name.replace("_id", "_code")] = ids[name].text(keep)
     canon = [col.name for col in SCHEMAS["transactions"]]
     out = out[canon + [col for col in out.columns if col not in canon]]
     if len(out) + sum(n for _, n in reasons) != n0:  # the books must balance
@@ -549,7 +576,8 @@ def _transactions(
     if hashed:
         notes.append(
             f"ids: text codes mapped to stable int64 ids ({', '.join(hashed)}); original codes kept in "
-            "products.product_code, transactions.basket_code, customers.customer_code"
+            "transactions.customer_code / product_code / basket_code, products.product_code, "
+            "customers.customer_code, and written next to the ids by `tailor predict`"
         )
     if "store_id" in ids and ids["store_id"].hashed:
         n_st = len(np.unique(ids["store_id"].labels[keep]))

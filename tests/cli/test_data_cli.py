@@ -140,3 +140,49 @@ def test_features_build_never_deletes_a_folder_of_other_files(home):
 def test_features_build_rejects_a_blank_date(home):
     res = runner.invoke(app, ["features", "build", "--as-of", ""])
     assert res.exit_code == 2 and "not a date" in res.output
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_features_build_checks_the_output_folder_before_any_work(home, monkeypatch):
+    monkeypatch.chdir(home)  # short relative paths: long ones wrap inside the error box
+    afile = home / "notes.txt"
+    afile.write_text("keep")
+    res = _build(home, "notes.txt/features")
+    assert res.exit_code == 2
+    assert "cannot write notes.txt/features:" in _flat(res.output)
+    assert "notes.txt is a file, not a folder" in _flat(res.output)
+    assert afile.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("as_of", "message"),
+    [
+        (
+            "01/02/2017",
+            "'01/02/2017' is ambiguous (day or month first?); write 2017-02-01 or 2017-01-02",
+        ),
+        ("2.1.17", "write 2017-01-02 or 2017-02-01"),
+    ],
+)
+def test_an_ambiguous_date_is_refused_not_read_month_first(home, as_of, message):
+    res = _build(home, home / "feat", as_of=as_of)
+    assert res.exit_code == 2 and message in _flat(res.output), res.output
+    assert not (home / "feat").exists()
+    # an unambiguous one is read either way round
+    assert _build(home, home / "feat", as_of="13/01/2017").exit_code == 0
+    assert json.loads((home / "feat" / "manifest.json").read_text())["cutoff"].startswith(
+        "2017-01-13"
+    )
+
+
+def test_features_build_after_the_data_says_what_the_gap_does(home):
+    res = _build(home, home / "feat", as_of="2017-03-01")
+    assert res.exit_code == 0, res.output
+    out = _flat(res.output)
+    assert "the cutoff is 39 day(s) after the last transaction" in out
+    assert "as of the end of the data" not in out  # they are not: recency counts the gap
+    cust = pd.read_parquet(home / "feat" / "customers.parquet")
+    assert (cust["recency_days"] > 39).all()

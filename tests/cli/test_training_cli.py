@@ -391,3 +391,84 @@ def test_an_output_file_is_replaced_whole(tmp_path, monkeypatch):
         write_frame(pd.DataFrame({"a": [3, 4]}), out)
     monkeypatch.undo()
     assert pd.read_csv(out)["a"].tolist() == [1, 2] and list(tmp_path.iterdir()) == [out]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("predict", "next-purchase", "--as-of", "2017-10-01", *SYN, "--out", "notes.txt/p.csv"),
+        ("evaluate", "churn", *SYN, "--no-log", "--out", "notes.txt/ev.csv"),
+        ("predict", "churn", "--as-of", "2017-10-01", *SYN, "--out", "afolder.csv"),
+    ],
+)
+def test_an_output_that_cannot_be_written_stops_before_any_work(home, tmp_path, monkeypatch, args):
+    """Was a FileExistsError traceback (exit 1) after the whole fit or evaluation."""
+    monkeypatch.chdir(tmp_path)  # short relative paths: long ones wrap inside the error box
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "afolder.csv").mkdir()
+    res = runner.invoke(app, list(args), catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    out = _flat(res.output)
+    assert (
+        "notes.txt is a file, not a folder" in out or "afolder.csv is a folder; give a file" in out
+    ), out
+    assert "evaluating" not in out and "fitting" not in out
+
+
+@pytest.fixture(scope="module")
+def coded_shop(tmp_path_factory):
+    """A shop whose customers and products are text codes ('C17', 'SKU-100003') in its
+    own column names, read through a mapping, as a retailer's export would be."""
+    import json
+
+    from features.contract import validate
+    from features.sources.synthetic import generate
+
+    root = tmp_path_factory.mktemp("coded_shop")
+    tx = validate(generate(customers=40, products=100, days=240, seed=1)).transactions
+    pd.DataFrame(
+        {
+            "Client": "C" + tx["customer_id"].astype(str),
+            "Receipt": tx["basket_id"],
+            "SKU": "SKU-" + tx["product_id"].astype(str),
+            "When": tx["timestamp"].dt.strftime("%d/%m/%Y %H:%M"),
+            "Qty": tx["quantity"],
+            "Amount": tx["sales_value"],
+        }
+    ).to_csv(root / "sales.csv", index=False)
+    mapping = {
+        "transactions": {
+            "file": "sales.csv",
+            "customer_id": "Client",
+            "basket_id": "Receipt",
+            "product_id": "SKU",
+            "timestamp": {"column": "When", "format": "%d/%m/%Y %H:%M"},
+            "quantity": "Qty",
+            "sales_value": "Amount",
+        }
+    }
+    (root / "map.json").write_text(json.dumps(mapping))
+    return root, tx
+
+
+def test_predict_writes_the_shops_own_codes_next_to_the_ids(home, tmp_path, coded_shop):
+    """The ids of text codes are hashes; without the codes the output joins to nothing."""
+    root, tx = coded_shop
+    out = tmp_path / "np.csv"
+    res = invoke(
+        "predict", "next-purchase", "--as-of", "2017-08-01", "--out", str(out), "-s", "files",
+        "--path", str(root), "--mapping", str(root / "map.json"), "--k", "3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out, dtype={"customer_code": str, "product_code": str})
+    assert list(df.columns[:6]) == [
+        "customer_id", "product_id", "rank", "score", "customer_code", "product_code",
+    ]  # fmt: skip
+    assert df["customer_id"].min() >= 2**62  # hashed
+    assert df["customer_code"].str.fullmatch(r"C\d+").all()
+    assert set(df["customer_code"]) <= set("C" + tx["customer_id"].astype(str))
+    assert df["product_code"].str.fullmatch(r"SKU-\d+").all()
+    from features.sources.files import stable_ids
+
+    assert stable_ids(df["customer_code"])[0].tolist() == df["customer_id"].tolist()
+    assert stable_ids(df["product_code"])[0].tolist() == df["product_id"].tolist()

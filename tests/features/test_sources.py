@@ -529,3 +529,34 @@ def test_ten_million_lines_within_two_minutes_and_4_gb():
     assert abs(result["lines"] / 10_000_000 - 1) < 0.03
     assert result["generate_seconds"] < 120
     assert result["generate_peak_mb"] < 4096
+
+
+def test_files_keep_the_shops_own_codes_on_the_transactions(tmp_path):
+    """Text codes become hashed ids; the codes stay on the lines, so outputs can be joined
+    back to the shop's own customer and product codes (with or without a profile)."""
+    _sales_csv(tmp_path)
+    m = json.loads(json.dumps(MAPPING))
+    del m["products"]
+    tx = validate(load_files(tmp_path, m)).transactions
+    assert tx["customer_code"].tolist() == ["A1", "B2", "B2"]
+    assert tx["product_code"].tolist() == ["100", "100", "X-1"]
+    assert tx["customer_id"].tolist() == stable_ids(pd.Series(["A1", "B2", "B2"]))[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("sales.csv", b"", r"sales.csv: the file is empty \(not even a header row\)"),
+        ("sales.csv", "Cust,Ticket\n£1,T1\n".encode("latin-1"), r"sales.csv: not UTF-8 text"),
+        ("sales.parquet", b"Cust,Ticket\nA1,T1\n", r"sales.parquet: not a readable Parquet file"),
+    ],
+)
+def test_files_that_cannot_be_read_are_named(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    m = json.loads(json.dumps(MAPPING))
+    m["transactions"]["file"] = name
+    with pytest.raises(MappingError, match=message):
+        load_files(tmp_path, m)
+    (tmp_path / name).rename(tmp_path / name.replace("sales", "transactions"))
+    with pytest.raises(MappingError, match=message.replace("sales", "transactions")):
+        load_files(tmp_path)  # the canonical layout
