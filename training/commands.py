@@ -498,10 +498,7 @@ def evaluate(
                 console.print(f"plot: {plots / f'goals_{fam}.png'}")
     evaluation = pd.concat(frames, ignore_index=True)
     if out is not None:
-        try:
-            write_frame(evaluation, out)
-        except OSError as exc:
-            _fail(RuntimeError(f"cannot write {out}: {exc.strerror or exc}"))
+        write_frame(evaluation, out)
     if log:
         import mlflow
 
@@ -539,17 +536,21 @@ def _fail(exc: Exception) -> None:
 
 
 def write_frame(df: pd.DataFrame, out: Path) -> None:
+    """Write ``df`` to ``out`` whole or not at all; a write error (e.g. a full disk) is one
+    line and exit code 2, and the previous file stays whole."""
     check_output(out)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # written next to it, then renamed: an interrupted run leaves the previous file whole
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
         os.replace(tmp, out)
+    except OSError as exc:
+        _fail(RuntimeError(f"cannot write {out}: {exc.strerror or exc}"))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -641,8 +642,7 @@ def predict(
     if level == "category":
         pred = category_lists(pred, item_tables)
     pred = with_source_codes(pred, tables)
-    codes = [c for c in ("customer_code", "product_code") if c in pred.columns]
-    columns = columns + [c for c in codes if c not in columns]
+    columns = columns + [c for c in ("customer_code", "product_code") if c in pred.columns]
     cols = columns + [c for c in pred.columns if c not in columns]
     pred = pred[cols]
     if fam in ("next_purchase", "cross_sell"):
@@ -652,10 +652,7 @@ def predict(
     for c in pred.columns:  # lists (reasons) are written as text so CSV and Parquet agree
         if pred[c].dtype == object and len(pred) and isinstance(pred[c].iloc[0], list | tuple):
             pred[c] = pred[c].map(lambda v: "; ".join(map(str, v)))
-    try:
-        write_frame(pred, out)
-    except OSError as exc:  # e.g. the disk filled up: the previous file stays whole
-        _fail(RuntimeError(f"cannot write {out}: {exc.strerror or exc}"))
+    write_frame(pred, out)
     console.print(
         f"{fam}: {len(pred):,} rows for {pred['customer_id'].nunique():,} customers -> {out} ({time.perf_counter() - t0:.0f} s)"
     )

@@ -12,6 +12,7 @@ import os
 
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from training.cli import app
@@ -390,6 +391,17 @@ def test_an_output_file_is_replaced_whole(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_frame(pd.DataFrame({"a": [3, 4]}), out)
     monkeypatch.undo()
+    assert pd.read_csv(out)["a"].tolist() == [1, 2] and list(tmp_path.iterdir()) == [out]
+
+    def full(self, path, **kw):  # the disk fills up: one line and exit 2, not a traceback
+        open(path, "w").write("a\n3\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(typer.Exit) as exc:
+        write_frame(pd.DataFrame({"a": [3, 4]}), out)
+    monkeypatch.undo()
+    assert exc.value.exit_code == 2
     assert pd.read_csv(out)["a"].tolist() == [1, 2] and list(tmp_path.iterdir()) == [out]
 
 
