@@ -97,14 +97,20 @@ BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
 
 class ClientErrorFilter(logging.Filter):
     """Log a request BentoML rejected as invalid (pydantic ``ValidationError``, answered 400)
-    as one INFO line, not an ERROR with the framework's traceback: a bad client is not a
-    server fault, and its tracebacks would bury the real errors."""
+    or cut off as too large (answered 413 by the middleware) as one INFO line, not an ERROR
+    with the framework's traceback: a bad client is not a server fault, and its tracebacks
+    would bury the real errors."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and type(exc).__name__ == "ValidationError":
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg = f"{record.getMessage()}: 400, {exc.error_count()} validation error(s)"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        elif exc is not None and type(exc).__name__ == "BodyTooLarge":  # serving.middleware
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.getMessage()}: 413, a body of at least {exc.args[0]} bytes"
             record.args = None
             record.exc_info = record.exc_text = None
         return True

@@ -10,6 +10,9 @@
   <token>`` (401 otherwise); health, readiness, docs and metrics stay open.
 * ``GET /readyz`` answers from the service's own readiness (models and store loaded),
   with a JSON body saying what is missing, instead of BentoML's bare check.
+* A request body over ``MAX_BODY_BYTES`` (a full request with a 500-item basket is about
+  6 KB) is refused with 413 before it is read into memory: by its Content-Length, or, sent
+  in chunks without one, as soon as the chunks pass the limit.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "TAILOR_API_TOKEN"
 PROTECTED = frozenset({"/offers", "/scores", "/events"})
+MAX_BODY_BYTES = 256 * 1024
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` when a chunked body passes the limit (answered with 413)."""
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tailor_request_id", default=None
 )
@@ -56,8 +65,11 @@ async def _send_json(
 class TailorMiddleware:
     """See the module docstring. ``readiness`` returns ``(ready, body)`` for /readyz."""
 
-    def __init__(self, app, readiness=None, token: str | None = None):
+    def __init__(
+        self, app, readiness=None, token: str | None = None, max_body: int = MAX_BODY_BYTES
+    ):
         self.app = app
+        self.max_body = max_body
         self.readiness = readiness
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         if token is None and os.environ.get(TOKEN_ENV) == "":
@@ -86,9 +98,47 @@ class TailorMiddleware:
             ):
                 ready, body = self.readiness()
                 return await _send_json(send, 200 if ready else 503, body, rid)
-            await self.app(scope, receive, self._wrap_send(send, rid))
+            length = _content_length(scope) if scope["method"] in BODY_METHODS else None
+            if length is not None and length > self.max_body:
+                return await _send_json(send, 413, self._too_large(length, rid), rid)
+            state: dict = {}
+            if scope["method"] in BODY_METHODS and length is None:
+                receive = self._capped(receive, state, rid)
+            try:
+                await self.app(scope, receive, self._wrap_send(send, rid, state))
+            except BodyTooLarge:
+                if state.get("started"):
+                    raise
+                await _send_json(send, 413, state["too_large"], rid)
         finally:
             REQUEST_ID.reset(token)
+
+    def _too_large(self, length: int, rid: str, sent: bool = False) -> dict:
+        size = f"at least {length}" if sent else str(length)
+        return {
+            "error": f"request body of {size} bytes is over the limit of {self.max_body} bytes",
+            "request_id": rid,
+        }
+
+    def _capped(self, receive, state: dict, rid: str):
+        """``receive`` that raises :class:`BodyTooLarge` once the body passes the limit.
+
+        The framework may catch the exception and answer 400 or 500 itself: ``state``
+        keeps the 413 body, and the response is replaced by it (see :meth:`_wrap_send`).
+        """
+        seen = 0
+
+        async def capped():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    state["too_large"] = self._too_large(seen, rid, sent=True)
+                    raise BodyTooLarge(seen)
+            return message
+
+        return capped
 
     def _authorised(self, scope) -> bool:
         for k, v in scope["headers"]:
@@ -100,9 +150,10 @@ class TailorMiddleware:
         return False
 
     @staticmethod
-    def _wrap_send(send, rid: str):
+    def _wrap_send(send, rid: str, state: dict | None = None):
         rid_b = rid.encode()
-        state = {"error": False, "start": None, "chunks": []}
+        state = state if state is not None else {}
+        state.update(error=False, start=None, chunks=[], started=False)  # keeps "too_large"
 
         async def wrapped(message):
             if message["type"] == "http.response.start":
@@ -114,15 +165,28 @@ class TailorMiddleware:
                 if message["status"] >= 400:
                     state["error"], state["start"] = True, message
                     return
+                state["started"] = True  # sent: too late for a 413
                 return await send(message)
             if message["type"] == "http.response.body" and state["error"]:
                 state["chunks"].append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
+                if "too_large" in state:  # whatever the framework made of the cut-off body
+                    return await _send_json(send, 413, state["too_large"], rid)
                 return await _send_error(send, state["start"], b"".join(state["chunks"]), rid)
             return await send(message)
 
         return wrapped
+
+
+def _content_length(scope) -> int | None:
+    for k, v in scope["headers"]:
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None  # the HTTP server refuses a malformed length itself
+    return None
 
 
 async def _send_error(send, start: dict, body: bytes, rid: str) -> None:

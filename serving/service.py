@@ -1,7 +1,8 @@
 """The Tailor offer service (BentoML 1.4): ``bentoml serve serving.service:Tailor``.
 
-A thin shell: at start-up it loads the precomputed lookup store (built by ``tailor serve``
-from the ``champion`` version of each model family) into memory and opens the event log;
+A thin shell: at start-up it opens the event log and reads the precomputed lookup store
+(built by ``tailor serve`` from the ``champion`` version of each model family) into memory
+in a background thread, answering 503 "still loading" until it is in;
 each request is a few dictionary look-ups plus the plain-function rules of
 :mod:`serving.rules`, and one append to the event log.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import date
 
@@ -55,6 +57,8 @@ logger = logging.getLogger(__name__)
 quiet_client_errors()
 
 EVENTLOG_FILE = "events.sqlite"
+#: What /readyz and the APIs say while the store is read (a probe gets a 503, not a hang).
+STORE_LOADING = "the lookup store is still loading"
 
 
 def _error(status: int, message: str, rid: str, **extra) -> JSONResponse:
@@ -132,13 +136,6 @@ class Tailor:
         exit_with_parent()  # a worker must not outlive a SIGKILLed server (see bento_config)
         settings = get_settings()
         self.config = load_config()
-        path = store_path(settings.serving_dir)
-        try:
-            store, problem = load_store(path), None
-        except StoreError as exc:
-            store, problem = None, str(exc)
-            logger.warning("starting without a lookup store: %s", exc)
-        self.engine = OfferEngine(store, self.config, problem)
         self.eventlog = EventLog(
             settings.serving_dir / EVENTLOG_FILE,
             self.config.eventlog.synchronous,
@@ -146,23 +143,57 @@ class Tailor:
             journal=True,
             flush_interval=self.config.eventlog.journal_flush_seconds,
         )
-        if store is not None:
-            logger.info("serving models %s as of %s", store.model_versions, store.as_of)
-            t0 = time.perf_counter()
-            warmed = self.engine.prewarm()
-            logger.info(
-                "precomputed %d default offer lists in %.1f s", warmed, time.perf_counter() - t0
-            )
-        for why in self.engine.missing():
-            logger.warning("not ready: %s", why)
-        # the store is a large, read-only heap: keep the cyclic GC from walking it again and again
-        freeze_startup_heap()
+        # BentoML builds the service before its worker takes any request, so reading a large
+        # store here left /healthz and /readyz unanswered for the whole load (a liveness probe
+        # with a short timeout would kill the worker). The store is read in a thread instead:
+        # until it is in, the engine is one without a store that says so (503 with the reason).
+        self.engine = OfferEngine(None, self.config, STORE_LOADING)
+        self._loaded = threading.Event()
+        self._loader = threading.Thread(
+            target=self._load,
+            args=(store_path(settings.serving_dir),),
+            name="tailor-store-loader",
+            daemon=True,
+        )
+        self._loader.start()
+
+    def _load(self, path) -> None:
+        try:
+            try:
+                store, problem = load_store(path), None
+            except StoreError as exc:
+                store, problem = None, str(exc)
+                logger.warning("starting without a lookup store: %s", exc)
+            except Exception as exc:  # an unreadable store must not kill the worker either
+                logger.exception("could not read the lookup store %s", path)
+                store, problem = None, f"the lookup store could not be read ({type(exc).__name__})"
+            engine = OfferEngine(store, self.config, problem)
+            if store is not None:
+                logger.info("serving models %s as of %s", store.model_versions, store.as_of)
+                t0 = time.perf_counter()
+                warmed = engine.prewarm()
+                logger.info(
+                    "precomputed %d default offer lists in %.1f s",
+                    warmed,
+                    time.perf_counter() - t0,
+                )
+            for why in engine.missing():
+                logger.warning("not ready: %s", why)
+            self.engine = engine  # one assignment: a request sees the old engine or the new one
+            # the store is a large, read-only heap: keep the cyclic GC from walking it again and again
+            freeze_startup_heap()
+        finally:
+            self._loaded.set()
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until the store has been read (or found missing); False on timeout."""
+        return self._loaded.wait(timeout)
 
     # ------------------------------------------------------------------ readiness (used by the middleware)
 
     def readiness(self) -> tuple[bool, dict]:
-        missing = self.engine.missing()
-        st = self.engine.store
+        engine = self.engine  # read once: the loader may swap it in between
+        missing, st = engine.missing(), engine.store
         body = {
             "ready": not missing,
             "missing": missing,

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from serving.eventlog import read_log
+from serving.middleware import MAX_BODY_BYTES
 from serving.store import build_store, store_path
 from tests.serving.procs import Server
 from tests.serving.test_service_asgi import META
@@ -46,8 +47,17 @@ def test_tailor_serve_answers_real_requests(home):
             bad = c.post("/offers", json={"customer_id": 1, "n": 99})
             assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["n"]
             assert "/offers" in c.get("/docs.json").json()["paths"]
+            # an oversized body is a 413 through the real HTTP server, with or without a length
+            big = b'{"customer_id": 1, "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+            assert c.post("/offers", content=big).status_code == 413
+            chunked = c.post("/events", content=iter([big[:70_000]] * 4))
+            assert chunked.status_code == 413 and "at least" in chunked.json()["error"]
+            assert c.get("/healthz").status_code == 200  # and the server is still fine
+            assert c.post("/scores", json={"customer_id": "x"}).status_code == 400
     finally:
         srv.stop()
+    log = srv.log.read_text()
+    assert "Traceback" not in log and "[ERROR]" not in log, log[-3000:]  # client faults are INFO
     exp, events = read_log(home / "serving" / "events.sqlite")
     assert len(exp) == 3 and len(events) == 1
 

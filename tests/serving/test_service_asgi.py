@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from datetime import date
 
 import pytest
@@ -32,12 +33,19 @@ def serving_dir(tmp_path, monkeypatch):
     return d
 
 
-def _client(serving_dir, frames=None, meta=META):
+@contextmanager
+def _client(serving_dir, frames=None, meta=META, wait=True):
+    """A test client of the service; with ``wait``, once its store has been read (in a thread)."""
     if frames is not None:
         build_store(frames, store_path(serving_dir), meta)
+    import bentoml
+
     from serving.service import Tailor
 
-    return TestClient(Tailor.to_asgi(), raise_server_exceptions=False)
+    with TestClient(Tailor.to_asgi(), raise_server_exceptions=False) as c:
+        if wait:
+            assert bentoml.get_current_service().wait_loaded(60), "the store did not load"
+        yield c
 
 
 @pytest.fixture
@@ -244,6 +252,48 @@ def test_internal_error_returns_5xx_with_request_id_and_no_trace(client, monkeyp
     assert "secret" not in r.text and "Traceback" not in r.text
 
 
+def test_probes_answer_while_the_store_loads(serving_dir, tiny_frames, monkeypatch):
+    """The store is read in a thread: /healthz is 200 and the rest a 503 saying so meanwhile."""
+    import threading
+
+    import bentoml
+
+    import serving.service as service
+
+    gate, real = threading.Event(), service.load_store
+
+    def slow_load(path):
+        assert gate.wait(60)
+        return real(path)
+
+    monkeypatch.setattr(service, "load_store", slow_load)
+    with _client(serving_dir, tiny_frames, wait=False) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["missing"] == [service.STORE_LOADING]
+        for path in ("/offers", "/scores"):
+            r = c.post(path, json={"customer_id": 1})
+            assert r.status_code == 503 and "still loading" in r.json()["error"], path
+        gate.set()
+        assert bentoml.get_current_service().wait_loaded(60)
+        assert c.get("/readyz").status_code == 200
+        assert c.post("/offers", json={"customer_id": 1}).json()["offers"]
+
+
+def test_a_store_that_cannot_be_read_is_a_503_not_a_dead_worker(serving_dir, tiny_frames, monkeypatch):
+    import serving.service as service
+
+    def broken(path):
+        raise ValueError("truncated row")
+
+    monkeypatch.setattr(service, "load_store", broken)
+    with _client(serving_dir, tiny_frames) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["missing"] == ["the lookup store could not be read (ValueError)"]
+
+
 def test_no_store_still_starts_and_says_why(serving_dir):
     with _client(serving_dir) as c:
         assert c.get("/healthz").status_code == 200
@@ -404,3 +454,24 @@ def test_middleware_adds_request_id_to_4xx_json_and_passes_other_4xx_unchanged()
         assert len(r.headers["x-request-id"]) == 32
         r = c.get("/missing")  # starlette's own 404
         assert r.status_code == 404 and len(r.headers["x-request-id"]) == 32
+
+
+def test_a_body_over_the_limit_is_refused_with_413(client):
+    from serving.middleware import MAX_BODY_BYTES
+
+    head, tail = b'{"customer_id": 1, "pad": "', b'"}'
+    json_type = {"content-type": "application/json"}
+    r = client.post("/offers", content=head + b"x" * MAX_BODY_BYTES + tail, headers=json_type)
+    assert r.status_code == 413 and r.json()["request_id"] == r.headers["x-request-id"]
+    assert r.json()["error"].endswith(f"over the limit of {MAX_BODY_BYTES} bytes")
+
+    def chunks():  # no Content-Length: refused once the chunks pass the limit
+        yield head
+        for _ in range(MAX_BODY_BYTES // 4096 + 2):
+            yield b"x" * 4096
+        yield tail
+
+    r = client.post("/events", content=chunks(), headers=json_type)
+    assert r.status_code == 413 and "at least" in r.json()["error"]
+    basket = {"customer_id": 1, "context": {"basket": list(range(10**9, 10**9 + 500))}}
+    assert client.post("/offers", json=basket).status_code == 200  # the largest valid request
