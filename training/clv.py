@@ -166,6 +166,12 @@ def _like(result: np.ndarray, *inputs):
     return np.asarray(result)
 
 
+#: The Nelder-Mead polish stops when the mean negative log-likelihood has gained less than
+#: STALL_GAIN over the last STALL_ITERATIONS steps (a ridge; a converging fit stops before).
+STALL_GAIN = 1e-12
+STALL_ITERATIONS = 300
+
+
 def _fit_log_params(objective, x0: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, object]:
     """Minimise ``objective(log_params)``: L-BFGS-B from ``x0``, then a Nelder-Mead polish.
 
@@ -179,18 +185,43 @@ def _fit_log_params(objective, x0: np.ndarray, names: tuple[str, ...]) -> tuple[
 
     bounds = [(-20.0, 20.0)] * len(x0)
     first = minimize(safe, x0, method="L-BFGS-B", bounds=bounds)
+    history: list[float] = []
+
+    def stop_on_a_ridge(intermediate_result) -> None:
+        # On a flat ridge (a and b of BG/NBD growing together, say) the simplex walks on
+        # for its whole budget of 40,000 evaluations (seconds per fit, most of a small
+        # shop's training) while the likelihood no longer moves: stop once it has gained
+        # less than STALL_GAIN over the last STALL_ITERATIONS steps.
+        history.append(intermediate_result.fun)
+        if (
+            len(history) > STALL_ITERATIONS
+            and history[-STALL_ITERATIONS - 1] - history[-1] < STALL_GAIN
+        ):
+            raise StopIteration
+
     polish = minimize(
         safe,
         first.x,
         method="Nelder-Mead",
+        callback=stop_on_a_ridge,
         options={"xatol": 1e-9, "fatol": 1e-13, "maxiter": 20000, "maxfev": 40000},
     )
     best = polish if polish.fun <= first.fun else first
+    stalled = len(history) > STALL_ITERATIONS and polish.status == 99  # StopIteration
     if not np.isfinite(objective(best.x)):
         raise RuntimeError(
             f"Optimisation failed: non-finite likelihood at {dict(zip(names, np.exp(best.x), strict=True))}"
         )
-    if not polish.success:
+    if stalled:
+        logger.info(
+            "%s: a flat likelihood ridge (less than %.0e gained in %d Nelder-Mead steps); "
+            "keeping %s",
+            "/".join(names),
+            STALL_GAIN,
+            STALL_ITERATIONS,
+            ", ".join(f"{n}={v:.4g}" for n, v in zip(names, np.exp(best.x), strict=True)),
+        )
+    elif not polish.success:
         # typically a flat ridge (e.g. BG/NBD's a and b growing together when dropout is
         # nearly deterministic): say how much the polish gained so the user can judge
         logger.warning(

@@ -102,6 +102,33 @@ def test_own_summary_reproduces_cdnow_files(cdnow_file, cdnow_own, cdnow_tx):
     assert cdnow_file["T"].max() == pytest.approx(272 / 7, abs=0.005)
 
 
+def test_a_flat_ridge_stops_the_polish_early_without_losing_likelihood(monkeypatch):
+    """Planted shoppers who never drop out: BG/NBD's a goes to 0 along a ridge where the
+    likelihood no longer moves. The polish stops there instead of spending its whole
+    budget of 40,000 evaluations (seconds per fit, most of a small shop's training)."""
+    import training.clv as clv
+
+    rng = np.random.default_rng(0)
+    n, weeks = 300, 52.0
+    rates = rng.gamma(2.0, 1 / 4.0, n)  # r = 2, alpha = 4, and no dropout
+    counts, last = np.zeros(n), np.zeros(n)
+    for i, rate in enumerate(rates):
+        if k := rng.poisson(rate * weeks):
+            counts[i], last[i] = k, rng.uniform(0, weeks, k).max()
+    T = np.full(n, weeks)
+    quick = BetaGeoFitter().fit(counts, last, T)
+    assert quick.optimizer_result_.nfev < 5000
+    assert quick.params_["r"] == pytest.approx(2.0, rel=0.1)
+    assert quick.params_["alpha"] == pytest.approx(4.0, rel=0.15)
+    assert quick.params_["a"] < 1e-6  # no dropout
+    monkeypatch.setattr(clv, "STALL_ITERATIONS", 10**9)  # the full budget, as before
+    full = BetaGeoFitter().fit(counts, last, T)
+    assert full.optimizer_result_.nfev == 40000
+    assert quick.log_likelihood_ == pytest.approx(full.log_likelihood_, abs=1e-6)
+    for name in ("r", "alpha"):
+        assert quick.params_[name] == pytest.approx(full.params_[name], rel=1e-4)
+
+
 @pytest.mark.parametrize("source", ["file", "own"])
 def test_bgnbd_recovers_published_cdnow_estimates(cdnow_summaries, source):
     s = cdnow_summaries[source]
