@@ -144,6 +144,19 @@ class OfferEngine:
             basket=basket,
             discounts=a.policy == "personalised",
         )
+        if not offers and n > 0:
+            # every candidate is already in the basket: popular items, not an empty list
+            offers = popular_offers(
+                st.popular,
+                products=st.products,
+                deals=st.deals,
+                day=ordinal,
+                rules=rules,
+                n=n,
+                basket=basket,
+                discount=rules.non_personalised_discount,
+            )
+            return OfferList(customer_id, a, False, False, day, tuple(offers))
         return OfferList(customer_id, a, True, False, day, tuple(offers))
 
     def prewarm(

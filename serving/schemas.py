@@ -110,7 +110,10 @@ class OffersResponse(BaseModel):
     customer_id: int
     experiment: str
     arm: str = Field(description="experiment arm, or universal_control")
-    personalised: bool
+    personalised: bool = Field(
+        description="false for popular items: cold start, control and popular arms, and a "
+        "known customer whose candidates are all in the basket"
+    )
     cold_start: bool = Field(
         description="true when the customer is unknown or has no history: popular items with deals"
     )

@@ -475,3 +475,16 @@ def test_a_body_over_the_limit_is_refused_with_413(client):
     assert r.status_code == 413 and "at least" in r.json()["error"]
     basket = {"customer_id": 1, "context": {"basket": list(range(10**9, 10**9 + 500))}}
     assert client.post("/offers", json=basket).status_code == 200  # the largest valid request
+
+
+def test_a_basket_holding_every_candidate_gets_popular_offers_not_an_empty_list(client):
+    import bentoml
+
+    store = bentoml.get_current_service().engine.store
+    basket = sorted({c.product_id for c in store.candidates[1]})
+    r = client.post("/offers", json={"customer_id": 1, "context": {"basket": basket}})
+    body = r.json()
+    assert r.status_code == 200 and body["offers"], body
+    assert body["personalised"] is False and body["cold_start"] is False
+    assert not {o["product_id"] for o in body["offers"]} & set(basket)
+    assert client.post("/offers", json={"customer_id": 1}).json()["personalised"] is True
