@@ -128,7 +128,11 @@ def offers_response(rid: str, customer_id: int, lst: OfferList) -> Response:
     )
 
 
-@bentoml.service(**service_config())
+SERVICE_CONFIG = service_config()
+WORKERS = SERVICE_CONFIG.get("workers", 1)  # 1 by default; "cpu_count" or N for more
+
+
+@bentoml.service(**SERVICE_CONFIG)
 class Tailor:
     """Personalised offers and customer scores from precomputed model outputs."""
 
@@ -143,19 +147,22 @@ class Tailor:
             journal=True,
             flush_interval=self.config.eventlog.journal_flush_seconds,
         )
-        # BentoML builds the service before its worker takes any request, so reading a large
-        # store here left /healthz and /readyz unanswered for the whole load (a liveness probe
-        # with a short timeout would kill the worker). The store is read in a thread instead:
-        # until it is in, the engine is one without a store that says so (503 with the reason).
         self.engine = OfferEngine(None, self.config, STORE_LOADING)
         self._loaded = threading.Event()
-        self._loader = threading.Thread(
-            target=self._load,
-            args=(store_path(settings.serving_dir),),
-            name="tailor-store-loader",
-            daemon=True,
-        )
-        self._loader.start()
+        path = store_path(settings.serving_dir)
+        if WORKERS != 1:
+            # Several workers share the listening socket, and the kernel hands connections
+            # only to those that accept: a worker that reads its store before it accepts
+            # never answers 503 for a ready sibling (after a restart of one, say).
+            self._load(path)
+            return
+        # BentoML builds the service before its worker takes any request, so with one worker
+        # reading a large store here left /healthz and /readyz unanswered for the whole load
+        # (a liveness probe with a short timeout would kill the worker). The store is read in
+        # a thread instead: until it is in, the engine is one without a store that says so.
+        threading.Thread(
+            target=self._load, args=(path,), name="tailor-store-loader", daemon=True
+        ).start()
 
     def _load(self, path) -> None:
         try:

@@ -280,6 +280,29 @@ def test_probes_answer_while_the_store_loads(serving_dir, tiny_frames, monkeypat
         assert c.post("/offers", json={"customer_id": 1}).json()["offers"]
 
 
+def test_with_several_workers_each_reads_its_store_before_taking_requests(
+    serving_dir, tiny_frames, monkeypatch
+):
+    """A loading worker must not answer 503 while a ready sibling on the same socket could serve."""
+    import bentoml
+
+    import serving.service as service
+
+    import time
+
+    real = service.load_store
+
+    def slow_load(path):
+        time.sleep(2.0)  # a store that takes two seconds to read
+        return real(path)
+
+    monkeypatch.setattr(service, "WORKERS", 2)
+    monkeypatch.setattr(service, "load_store", slow_load)
+    with _client(serving_dir, tiny_frames, wait=False) as c:
+        assert bentoml.get_current_service().wait_loaded(0)  # already in when requests start
+        assert c.get("/readyz").status_code == 200
+
+
 def test_a_store_that_cannot_be_read_is_a_503_not_a_dead_worker(serving_dir, tiny_frames, monkeypatch):
     import serving.service as service
 
