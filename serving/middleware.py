@@ -10,6 +10,8 @@
   <token>`` (401 otherwise); health, readiness, docs and metrics stay open.
 * ``GET /readyz`` answers from the service's own readiness (models and store loaded),
   with a JSON body saying what is missing, instead of BentoML's bare check.
+* ``GET /docs.json`` serves BentoML's OpenAPI spec completed with the error answers the
+  service really gives (:mod:`serving.openapi`).
 * A request body over ``MAX_BODY_BYTES`` (a full request with a 500-item basket is about
   6 KB) is refused with 413 before it is read into memory: by its Content-Length, or, sent
   in chunks without one, as soon as the chunks pass the limit.
@@ -22,6 +24,8 @@ import hmac
 import json
 import logging
 import os
+
+from serving.openapi import complete_spec
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +70,17 @@ class TailorMiddleware:
     """See the module docstring. ``readiness`` returns ``(ready, body)`` for /readyz."""
 
     def __init__(
-        self, app, readiness=None, token: str | None = None, max_body: int = MAX_BODY_BYTES
+        self,
+        app,
+        readiness=None,
+        token: str | None = None,
+        max_body: int = MAX_BODY_BYTES,
+        openapi=None,
     ):
         self.app = app
         self.max_body = max_body
+        self.openapi = openapi  # () -> the framework's spec (a dict), completed once at first use
+        self._spec: dict | None = None
         self.readiness = readiness
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         if token is None and os.environ.get(TOKEN_ENV) == "":
@@ -98,6 +109,10 @@ class TailorMiddleware:
             ):
                 ready, body = self.readiness()
                 return await _send_json(send, 200 if ready else 503, body, rid)
+            if path == "/docs.json" and scope["method"] == "GET" and self.openapi is not None:
+                if self._spec is None:
+                    self._spec = complete_spec(self.openapi(), self.max_body)
+                return await _send_json(send, 200, self._spec, rid)
             length = _content_length(scope) if scope["method"] in BODY_METHODS else None
             if length is not None and length > self.max_body:
                 return await _send_json(send, 413, self._too_large(length, rid), rid)

@@ -354,4 +354,6 @@ def _readiness() -> tuple[bool, dict]:
     return svc.readiness()
 
 
-Tailor.add_asgi_middleware(TailorMiddleware, readiness=_readiness)
+Tailor.add_asgi_middleware(
+    TailorMiddleware, readiness=_readiness, openapi=lambda: Tailor.openapi_spec.asdict()
+)

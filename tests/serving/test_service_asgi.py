@@ -408,6 +408,52 @@ def test_openapi_page_documents_the_endpoints(client):
     assert client.get("/").status_code == 200
 
 
+def _check_documented(spec: dict, path: str, method: str, r) -> None:
+    """The answer ``r`` has a documented status and its body matches the documented schema."""
+    import jsonschema
+
+    documented = spec["paths"][path][method]["responses"]
+    assert str(r.status_code) in documented, (path, r.status_code, sorted(documented))
+    schema = documented[str(r.status_code)]["content"]["application/json"]["schema"]
+    jsonschema.validate(r.json(), {**schema, "components": spec["components"]})
+
+
+def test_every_error_answer_is_the_documented_one(serving_dir, tiny_frames, monkeypatch):
+    """BentoML documented a 400 whose detail is a string and no 401/413/503; the spec served
+    at /docs.json says what the service really answers, and every answer matches it."""
+    from serving.middleware import MAX_BODY_BYTES
+
+    with _client(serving_dir, tiny_frames) as c:
+        spec = c.get("/docs.json").json()
+        assert spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]["type"] == (
+            "array"
+        )
+        cases = [
+            ("/offers", {"customer_id": "x"}, 400),
+            ("/offers", {"customer_id": 1, "n": 10_000}, 400),
+            ("/scores", {"customer_id": 424242}, 404),
+            ("/events", {"request_id": "r", "customer_id": 1, "product_id": 2, "type": "x"}, 400),
+            ("/scores", {"customer_id": 1, "pad": "x" * MAX_BODY_BYTES}, 413),
+        ]
+        for path, body, status in cases:
+            r = c.post(path, json=body)
+            assert r.status_code == status, (path, r.text)
+            _check_documented(spec, path, "post", r)
+        _check_documented(spec, "/readyz", "get", c.get("/readyz"))
+    monkeypatch.setenv("TAILOR_SERVING_DIR", str(serving_dir.parent / "empty"))
+    with _client(serving_dir.parent / "empty") as c:  # no store: 503s
+        for path in ("/offers", "/scores"):
+            r = c.post(path, json={"customer_id": 1})
+            assert r.status_code == 503
+            _check_documented(spec, path, "post", r)
+        _check_documented(spec, "/readyz", "get", c.get("/readyz"))
+    monkeypatch.setenv("TAILOR_API_TOKEN", "s3cret")
+    with _client(serving_dir.parent / "empty") as c:
+        r = c.post("/events", json={"customer_id": 1})
+        assert r.status_code == 401
+        _check_documented(spec, "/events", "post", r)
+
+
 def test_the_documented_order_of_offers(client):
     """Personalised lists by expected value; non-personalised ones deals first (the OpenAPI says so)."""
     doc = client.get("/docs.json").json()["components"]["schemas"]["OfferOut"]
