@@ -37,6 +37,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 class BodyTooLarge(Exception):
     """Raised from ``receive`` when a chunked body passes the limit (answered with 413)."""
+
+
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tailor_request_id", default=None
 )

@@ -284,11 +284,11 @@ def test_with_several_workers_each_reads_its_store_before_taking_requests(
     serving_dir, tiny_frames, monkeypatch
 ):
     """A loading worker must not answer 503 while a ready sibling on the same socket could serve."""
+    import time
+
     import bentoml
 
     import serving.service as service
-
-    import time
 
     real = service.load_store
 
@@ -303,7 +303,9 @@ def test_with_several_workers_each_reads_its_store_before_taking_requests(
         assert c.get("/readyz").status_code == 200
 
 
-def test_a_store_that_cannot_be_read_is_a_503_not_a_dead_worker(serving_dir, tiny_frames, monkeypatch):
+def test_a_store_that_cannot_be_read_is_a_503_not_a_dead_worker(
+    serving_dir, tiny_frames, monkeypatch
+):
     import serving.service as service
 
     def broken(path):
