@@ -464,24 +464,29 @@ def evaluate(
     plots: Path | None = typer.Option(
         None, "--plots", help="also write goals_<family>.png (model vs baselines vs goal) here"
     ),
+    cutoffs: str | None = typer.Option(
+        None,
+        "--cutoffs",
+        help="comma-separated dates to evaluate at instead of DESIGN.md's (for other data)",
+    ),
 ) -> None:
     """Each model vs each baseline, per metric and cutoff, plus the mean (DESIGN.md protocol)."""
     families = parse_families(family)
+    custom = parse_cutoffs(cutoffs)
     check_output(out)
     if plots is not None and plots.exists() and not plots.is_dir():
         raise typer.BadParameter(f"{plots} is a file, not a folder", param_hint="--plots")
     tables = _load(source, path, mapping)
     for fam in families:
-        check_protocol_covered(tables, fam)
+        check_protocol_covered(tables, fam, custom)
     frames = []
     for fam in families:
         mod = family_module(fam)
+        cuts = custom or CUTOFFS[fam]
         t0 = time.perf_counter()
-        with console.status(
-            f"evaluating {fam} at {', '.join(str(c.date()) for c in CUTOFFS[fam])} ..."
-        ):
+        with console.status(f"evaluating {fam} at {', '.join(str(c.date()) for c in cuts)} ..."):
             try:
-                ev = mod.evaluate_family(tables, cutoffs=CUTOFFS[fam], config=mod.default_config())
+                ev = mod.evaluate_family(tables, cutoffs=cuts, config=mod.default_config())
             except ValueError as exc:
                 _fail(CannotTrain(f"{fam}: cannot evaluate on this data: {exc}"))
         console.print(f"{fam}: evaluated in {time.perf_counter() - t0:.0f} s")
@@ -513,20 +518,69 @@ def evaluate(
                 tracking.log_evaluation(ev)
 
 
-def check_protocol_covered(tables: Tables, family: str) -> None:
-    """The DESIGN.md cutoffs of ``family`` and their label windows must lie inside the data."""
-    tx = tables.transactions["timestamp"]
-    first, end = tx.min(), default_as_of(tables)
+def _outside(tables: Tables, family: str, cutoffs: list[pd.Timestamp]) -> list[pd.Timestamp]:
+    """The cutoffs whose label window does not fit in the data (or with under 4 weeks before)."""
+    first, end = tables.transactions["timestamp"].min(), default_as_of(tables)
     window = pd.Timedelta(days=WINDOWS_DAYS[family])
-    outside = [c for c in CUTOFFS[family] if c + window > end or c <= first + pd.Timedelta(days=28)]
-    if outside:
-        raise typer.BadParameter(
-            f"{family}: the protocol's cutoffs {', '.join(str(c.date()) for c in outside)} "
-            f"with their {window.days}-day windows are not inside this data "
-            f"({first.date()} to {tx.max().date()}); `tailor evaluate` follows DESIGN.md's "
-            "Complete Journey protocol, use `tailor predict --as-of` on other data",
-            param_hint="--source",
-        )
+    return [c for c in cutoffs if c + window > end or c <= first + pd.Timedelta(days=28)]
+
+
+def suggested_cutoffs(tables: Tables, family: str) -> list[pd.Timestamp] | None:
+    """DESIGN.md's cutoffs of ``family`` moved onto this data, or None if they cannot fit.
+
+    First at the same distance from the data's first day as on Complete Journey; if the data
+    is shorter than that, moved back so that the last label window ends with the data.
+    """
+    protocol = CUTOFFS[family]
+    first = tables.transactions["timestamp"].min().normalize()
+    tries = [[c + (first - REFERENCE_START) for c in protocol]]
+    last = (default_as_of(tables) - pd.Timedelta(days=WINDOWS_DAYS[family])).normalize()
+    tries.append([c - (max(protocol) - last) for c in protocol])
+    for cuts in tries:
+        if not _outside(tables, family, cuts):
+            return cuts
+    return None
+
+
+def check_protocol_covered(
+    tables: Tables, family: str, cutoffs: list[pd.Timestamp] | None = None
+) -> None:
+    """The cutoffs of ``family`` (DESIGN.md's by default) and their label windows must lie
+    inside the data."""
+    custom = cutoffs is not None
+    cutoffs = list(cutoffs) if custom else CUTOFFS[family]
+    outside = _outside(tables, family, cutoffs)
+    if not outside:
+        return
+    tx = tables.transactions["timestamp"]
+    window = WINDOWS_DAYS[family]
+    whose = "the cutoffs" if custom else "the protocol's cutoffs"
+    msg = (
+        f"{family}: {whose} {', '.join(str(c.date()) for c in outside)} with their "
+        f"{window}-day windows are not inside this data ({tx.min().date()} to "
+        f"{tx.max().date()}, and 4 weeks of history are needed before a cutoff)"
+    )
+    if not custom:
+        msg += "; `tailor evaluate` follows DESIGN.md's Complete Journey cutoffs unless given --cutoffs"
+    hint = suggested_cutoffs(tables, family)
+    if hint is not None:
+        msg += f", e.g. --cutoffs {','.join(str(c.date()) for c in hint)}"
+    else:
+        msg += f"; the data is too short for a {window}-day window after 4 weeks of history"
+    raise typer.BadParameter(msg, param_hint="--cutoffs" if custom else "--source")
+
+
+def parse_cutoffs(value: str | None) -> list[pd.Timestamp] | None:
+    """``--cutoffs 2011-06-01,2011-07-01``: sorted distinct dates (None when not given)."""
+    if value is None:
+        return None
+    parts = [v for v in (p.strip() for p in value.split(",")) if v]
+    if not parts:
+        raise typer.BadParameter("give at least one date", param_hint="--cutoffs")
+    days = {parse_date(v, "--cutoffs") for v in parts}
+    if any(d != d.normalize() for d in days):
+        raise typer.BadParameter("cutoffs are days (YYYY-MM-DD), not times", param_hint="--cutoffs")
+    return sorted(days)
 
 
 def _fail(exc: Exception) -> None:

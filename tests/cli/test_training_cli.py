@@ -293,6 +293,57 @@ def test_parse_date_and_the_protocol_check():
         check_protocol_covered(tables, "churn")
 
 
+def test_suggested_cutoffs_fit_data_of_another_year():
+    import typer
+
+    from features.contract import Tables
+    from training.commands import check_protocol_covered, suggested_cutoffs
+    from training.protocol import CUTOFFS
+
+    days = pd.date_range("2010-12-01", "2011-12-09", freq="D")  # Online Retail's span
+    tx = pd.DataFrame(
+        {
+            "customer_id": 1,
+            "basket_id": range(len(days)),
+            "product_id": 1,
+            "store_id": 1,
+            "timestamp": days,
+            "quantity": 1.0,
+            "sales_value": 1.0,
+            "retail_discount": 0.0,
+            "coupon_discount": 0.0,
+        }
+    )
+    tables = Tables(transactions=tx)
+    for family in CUTOFFS:
+        with pytest.raises(typer.BadParameter, match=r"e\.g\. --cutoffs 2011-"):
+            check_protocol_covered(tables, family)
+        cuts = suggested_cutoffs(tables, family)
+        check_protocol_covered(tables, family, cuts)  # they fit
+        gaps = {b - a for a, b in zip(CUTOFFS[family], CUTOFFS[family][1:], strict=False)}
+        assert {b - a for a, b in zip(cuts, cuts[1:], strict=False)} == gaps  # same spacing
+    with pytest.raises(typer.BadParameter, match="too short"):
+        check_protocol_covered(Tables(transactions=tx[tx.timestamp < "2011-01-20"]), "value")
+
+
+def test_evaluate_at_own_cutoffs(home, tmp_path):
+    out = tmp_path / "ev.csv"
+    res = invoke(
+        "evaluate", "value", "--source", "synthetic", "--no-log", "--out", str(out),
+        "--cutoffs", "2017-07-01, 2017-06-01",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    ev = pd.read_csv(out)
+    assert sorted(ev["cutoff"].astype(str).str[:10].unique()) == ["2017-06-01", "2017-07-01"]
+    for bad, message in [
+        ("2017-12-15", "the cutoffs 2017-12-15 with their 90-day windows"),
+        ("2017-06-01T10:00", "days (YYYY-MM-DD), not times"),
+        (" , ", "at least one date"),
+    ]:
+        res = invoke("evaluate", "value", "--source", "synthetic", "--no-log", "--cutoffs", bad)
+        assert res.exit_code == 2 and message in _flat(res.output), res.output
+
+
 @pytest.mark.parametrize("task", ["next-purchase", "cross-sell", "churn", "value"])
 def test_predict_twice_gives_the_same_output(home, tmp_path, task):
     """Issue #3 part 6: same seed, same output (a fresh fit each time, byte for byte)."""
