@@ -120,19 +120,24 @@ class OfferEngine:
         n = min(n, rules.max_n)
         cands = st.candidates.get(customer_id)
         cold = not cands
+
+        def popular(discount: float) -> tuple:
+            return tuple(
+                popular_offers(
+                    st.popular,
+                    products=st.products,
+                    deals=st.deals,
+                    day=ordinal,
+                    rules=rules,
+                    n=n,
+                    basket=basket,
+                    discount=discount,
+                )
+            )
+
         if cold or a.policy == "popular":
             discount = rules.cold_start_discount if cold else rules.non_personalised_discount
-            offers = popular_offers(
-                st.popular,
-                products=st.products,
-                deals=st.deals,
-                day=ordinal,
-                rules=rules,
-                n=n,
-                basket=basket,
-                discount=discount,
-            )
-            return OfferList(customer_id, a, False, cold, day, tuple(offers))
+            return OfferList(customer_id, a, False, cold, day, popular(discount))
         offers = rank_offers(
             cands,
             products=st.products,
@@ -146,17 +151,9 @@ class OfferEngine:
         )
         if not offers and n > 0:
             # every candidate is already in the basket: popular items, not an empty list
-            offers = popular_offers(
-                st.popular,
-                products=st.products,
-                deals=st.deals,
-                day=ordinal,
-                rules=rules,
-                n=n,
-                basket=basket,
-                discount=rules.non_personalised_discount,
+            return OfferList(
+                customer_id, a, False, False, day, popular(rules.non_personalised_discount)
             )
-            return OfferList(customer_id, a, False, False, day, tuple(offers))
         return OfferList(customer_id, a, True, False, day, tuple(offers))
 
     def prewarm(
