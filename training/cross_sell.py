@@ -133,7 +133,6 @@ class CrossSellConfig:
             "learning_rate": 0.05,
             "num_leaves": 15,
             "min_child_samples": 300,
-            "n_jobs": 1,
         }
     )
     drop_features: tuple[str, ...] = (
@@ -206,10 +205,11 @@ class CrossSellConfig:
             raise ValueError(
                 f"cross-sell config: lgbm must be a dict, got {type(self.lgbm).__name__}"
             )
-        threads = self.lgbm.get("n_jobs", 1)
-        if not isinstance(threads, int) or not 1 <= threads <= 2:
+        threads = self.lgbm.get("n_jobs")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(
-                f"cross-sell config: lgbm n_jobs must be 1 or 2 (shared 2-core machine), got {threads!r}"
+                "cross-sell config: lgbm n_jobs must be a whole number >= 1 (default: "
+                f"training.cs_data.compute_threads()), got {threads!r}"
             )
         return self
 

@@ -173,7 +173,7 @@ def test_ease_completes_planted_bundles_and_checks_lambda():
             {"candidates": {"als": 0, "item_knn": 0, "popularity": 0}},
             "no signal contributes candidates",
         ),
-        ({"lgbm": {"n_jobs": 8}}, "n_jobs must be 1 or 2"),
+        ({"lgbm": {"n_jobs": 0}}, "n_jobs must be a whole number >= 1"),
         ({"als_baseline": 64}, "als_baseline must be a dict"),
         ({"categories": "yes"}, "categories must be true or false"),
         ({"learning_rate": 0.1}, "unknown cross-sell setting 'learning_rate'"),
@@ -187,7 +187,9 @@ def test_config_validation_errors(overrides, message):
 def test_config_merges_lgbm_and_keeps_defaults():
     cfg = cs.default_config(lgbm={"n_estimators": 10})
     assert (
-        cfg.lgbm["n_estimators"] == 10 and cfg.lgbm["n_jobs"] == 1 and "learning_rate" in cfg.lgbm
+        cfg.lgbm["n_estimators"] == 10
+        and cfg.lgbm["min_child_samples"] == 300
+        and "learning_rate" in cfg.lgbm
     )
     assert cs.default_config().signals == cs.CrossSellConfig().signals
 
