@@ -2,7 +2,8 @@
 
 A thin shell: at start-up it opens the event log and reads the precomputed lookup store
 (built by ``tailor serve`` from the ``champion`` version of each model family) into memory
-in a background thread, answering 503 "still loading" until it is in;
+(in a background thread with the default single worker, answering 503 "still loading"
+until it is in);
 each request is a few dictionary look-ups plus the plain-function rules of
 :mod:`serving.rules`, and one append to the event log.
 

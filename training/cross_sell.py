@@ -133,6 +133,7 @@ class CrossSellConfig:
             "learning_rate": 0.05,
             "num_leaves": 15,
             "min_child_samples": 300,
+            "n_jobs": 1,
         }
     )
     drop_features: tuple[str, ...] = (
@@ -208,8 +209,7 @@ class CrossSellConfig:
         threads = self.lgbm.get("n_jobs")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(
-                "cross-sell config: lgbm n_jobs must be a whole number >= 1 (default: "
-                f"training.cs_data.compute_threads()), got {threads!r}"
+                f"cross-sell config: lgbm n_jobs must be a whole number >= 1, got {threads!r}"
             )
         return self
 
