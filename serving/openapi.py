@@ -102,7 +102,8 @@ def complete_spec(spec: dict, max_body: int) -> dict:
         op = spec.get("paths", {}).get(path, {}).get("post")
         if op is None:
             continue
-        responses = op.setdefault("responses", {})
+        # a copy per operation, keyed by text: BentoML's dict mixes 200 and "200" keys
+        responses = op["responses"] = {str(k): v for k, v in op.get("responses", {}).items()}
         responses["400"] = _json("invalid input, with a field-level detail", "InvalidArgument")
         responses["401"] = _json(
             "missing or invalid bearer token (only when TAILOR_API_TOKEN is set)", "ErrorBody"

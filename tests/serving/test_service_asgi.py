@@ -430,6 +430,9 @@ def test_every_error_answer_is_the_documented_one(serving_dir, tiny_frames, monk
         assert spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]["type"] == (
             "array"
         )
+        statuses = {p: set(spec["paths"][p]["post"]["responses"]) for p in ("/offers", "/events")}
+        assert "404" in spec["paths"]["/scores"]["post"]["responses"]
+        assert not {"404", "503"} & statuses["/events"] and "404" not in statuses["/offers"]
         cases = [
             ("/offers", {"customer_id": "x"}, 400),
             ("/offers", {"customer_id": 1, "n": 10_000}, 400),
