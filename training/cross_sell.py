@@ -62,7 +62,7 @@ VALIDATION_GREATER_IS_BETTER = True
 METRICS = ("ndcg@10", "recall@10", "hitrate@10")
 OUTPUT_COLUMNS = ["customer_id", "product_id", "rank", "score", "reason"]
 #: Signals reported alone next to the baselines when they are part of the model.
-EXTRA_SIGNAL_ROWS = ("ease", "look_alike", "cooccurrence")
+EXTRA_SIGNAL_ROWS = ("ease", "look_alike", "cooccurrence", "trial")
 #: The ALS baseline's definition (row ``als``), independent of the model's ALS signal.
 ALS_BASELINE = {"factors": 64, "iterations": 15, "regularization": 0.1, "alpha": 1.0}
 

@@ -19,6 +19,8 @@ Signals
   all the others over customers, solved in its customer x customer (dual) form.
 * :class:`LookAlikeRanker` -- "households like yours": nearest customers on category
   shares, department shares and demographics; what they bought, weighted by similarity.
+* :class:`TrialRanker` -- a ridge regression across time: from purchases before
+  ``cutoff - days`` to the products first bought in the last ``days`` (off by default).
 
 Customers without history get the recent-popularity list (flagged ``cold`` in reasons).
 """
@@ -376,6 +378,61 @@ class EASERanker(CrossSellRanker):
         contrib = x_row.data[:, None] * b
         best = contrib.argmax(axis=0)
         return hist[best], contrib[best, np.arange(len(cols))]
+
+
+class TrialRanker(CrossSellRanker):
+    """What customers with a history like yours tried for the first time lately.
+
+    A ridge regression, like EASE, but across time: from each customer's purchases before
+    ``cutoff - days`` (``X_in``, ``log1p`` basket counts) to the products they bought for
+    the first time in the ``days`` before the cutoff (``Y``, 0/1). In its customer x
+    customer form ``B = X_in' (X_in X_in' + lam I)^-1 Y``; a customer's scores are
+    ``x B`` with ``x`` their whole history before the cutoff. Only purchases before the
+    cutoff are read.
+    """
+
+    name = "trial"
+    reason = "households who shop like you just started buying this"
+
+    def __init__(self, lam: float = 1000.0, days: int = 28, min_buyers: int = 2):
+        super().__init__(min_buyers)
+        self.lam = lam
+        self.days = days
+
+    def _fit(self, tables, history) -> None:
+        if not self.lam > 0:
+            raise ValueError(f"lam must be > 0, got {self.lam!r}")
+        if not isinstance(self.days, int | np.integer) or self.days < 1:
+            raise ValueError(f"days must be a whole number >= 1, got {self.days!r}")
+        split = history.cutoff - pd.Timedelta(days=int(self.days))
+        sales = history.sales
+        cols = history.cols(sales["product_id"].to_numpy())
+        rows = history.rows(sales["customer_id"].to_numpy())
+        keep = cols >= 0
+        rows, cols = rows[keep], cols[keep]
+        early = (sales["timestamp"].to_numpy() < split.to_datetime64())[keep]
+        shape = (history.n_customers, history.n_items)
+        x_in = sp.csr_matrix(
+            (np.ones(early.sum(), dtype=np.float64), (rows[early], cols[early])), shape=shape
+        )
+        x_in.data = np.log1p(x_in.data)
+        late = sp.csr_matrix(
+            (np.ones((~early).sum(), dtype=np.float64), (rows[~early], cols[~early])), shape=shape
+        )
+        late.data[:] = 1.0
+        # first time in the window: bought in it, never before it
+        y = (late - late.multiply(x_in > 0)).tocsr()
+        y.eliminate_zeros()
+        x = history.counts.astype(np.float64).tocsr()
+        x.data = np.log1p(x.data)
+        gram = (x_in @ x_in.T).toarray()
+        gram[np.diag_indices_from(gram)] += self.lam
+        # Q = X X_in' (X_in X_in' + lam I)^-1: customers x customers
+        self.q_ = np.linalg.solve(gram, (x @ x_in.T).toarray().T).T.astype(np.float64)
+        self.y_t_ = y.T.tocsr()
+
+    def score_rows(self, rows) -> np.ndarray:
+        return sparse_dense_matmul(self.y_t_, self.q_[rows].T).T
 
 
 # --------------------------------------------------------------------------- look-alike

@@ -34,6 +34,7 @@ from training.cs_rankers import (
     ItemKNNRanker,
     LookAlikeRanker,
     PopularityRanker,
+    TrialRanker,
 )
 from training.np_features import label_candidates
 
@@ -47,6 +48,7 @@ SIGNAL_CLASSES: dict[str, type[CrossSellRanker]] = {
     "als": ALSRanker,
     "ease": EASERanker,
     "look_alike": LookAlikeRanker,
+    "trial": TrialRanker,
 }
 ATTRIBUTES = ("description", "product_type", "category", "department", "manufacturer_id")
 CUSTOMER_COLUMNS = (
@@ -68,6 +70,7 @@ SIGNAL_REASONS = {
     "als": "matches your taste profile",
     "ease": "often bought with {description}",
     "look_alike": "households like yours buy this",
+    "trial": "households who shop like you just started buying this",
 }
 
 

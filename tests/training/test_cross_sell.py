@@ -11,7 +11,7 @@ import pytest
 from features._util import TX_COLUMNS
 from features.contract import Tables
 from training import cross_sell as cs
-from training.cs_rankers import EASERanker, ItemKNNRanker, PopularityRanker
+from training.cs_rankers import EASERanker, ItemKNNRanker, PopularityRanker, TrialRanker
 
 CUTOFF = pd.Timestamp("2017-06-01")
 #: A small, fast configuration for synthetic shops (the defaults are sized for Complete Journey).
@@ -151,6 +151,48 @@ def test_ease_completes_planted_bundles_and_checks_lambda():
     assert sorted(got[51]) == [5, 6]
     with pytest.raises(ValueError, match="lam must be > 0"):
         EASERanker(lam=0.0, min_buyers=1).fit(_tx(rows), "2017-03-01")
+
+
+def test_trial_recommends_what_similar_customers_just_tried_first():
+    # customers 1-20 bought 1 early and tried 2 for the first time in the last 28 days;
+    # 21-40 bought 3 early and tried 4 lately; 5 was bought early and late by everyone (not
+    # a first purchase). Customer 50 (history 1) gets 2 first, 51 (history 3) gets 4.
+    rows = [(c, 1, 5) for c in range(1, 21)] + [(c, 2, 50) for c in range(1, 21)]
+    rows += [(c, 3, 5) for c in range(21, 41)] + [(c, 4, 50) for c in range(21, 41)]
+    rows += [(c, 5, d) for c in range(1, 41) for d in (6, 51)]
+    rows += [(50, 1, 10), (51, 3, 10)]
+    cutoff = pd.Timestamp("2017-01-01") + pd.Timedelta(days=60)  # the window: days 32-59
+    trial = TrialRanker(lam=1.0, days=28, min_buyers=1).fit(_tx(rows), cutoff)
+    got = {
+        c: g["product_id"].tolist()
+        for c, g in trial.recommend([50, 51], n=2).groupby("customer_id")
+    }
+    assert got[50][0] == 2 and got[51][0] == 4
+    # equal to the item x item (primal) ridge from the early history to the first purchases
+    h = trial.history_
+    x_in = np.zeros((h.n_customers, h.n_items))
+    y = np.zeros_like(x_in)
+    for c, p, d in rows:
+        i, j = h.rows([c])[0], h.cols([p])[0]
+        if d < 32:
+            x_in[i, j] += 1
+    for c, p, d in rows:
+        i, j = h.rows([c])[0], h.cols([p])[0]
+        if d >= 32 and x_in[i, j] == 0:
+            y[i, j] = 1
+    x_in = np.log1p(x_in)
+    x = np.log1p(h.counts.toarray().astype(float))
+    b = np.linalg.solve(x_in.T @ x_in + np.eye(h.n_items), x_in.T @ y)
+    np.testing.assert_allclose(trial.score_rows(np.arange(h.n_customers)), x @ b, atol=1e-8)
+    # purchases at or after the cutoff change nothing
+    later = TrialRanker(lam=1.0, days=28, min_buyers=1).fit(
+        _tx(rows + [(50, 4, 60), (52, 2, 70)]), cutoff
+    )
+    np.testing.assert_allclose(later.score_rows(np.arange(h.n_customers)), x @ b, atol=1e-8)
+    with pytest.raises(ValueError, match="lam must be > 0"):
+        TrialRanker(lam=0.0, min_buyers=1).fit(_tx(rows), cutoff)
+    with pytest.raises(ValueError, match="days must be"):
+        TrialRanker(days=0, min_buyers=1).fit(_tx(rows), cutoff)
 
 
 # ----------------------------------------------------------------------------- config
