@@ -26,6 +26,7 @@ from campaigns import analysis, design, io
 from campaigns.analysis import CampaignDataError
 from campaigns.report import fmt as _f
 from campaigns.report import fmt_ci
+from features.cli import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -323,8 +324,11 @@ def analyze(
     console = _console()
     # refused before any long work (reading a large log, fitting the uplift models)
     for what, path in (("JSON summary", json_path), ("HTML report", report)):
-        if path is not None and path.is_dir():
-            raise _fail(f"cannot write the {what} to {str(path)!r}: Is a directory")
+        if path is not None:
+            try:
+                check_writable(path)
+            except typer.BadParameter as exc:
+                raise _fail(f"cannot write the {what}: {exc.message}") from exc
     try:
         df = io.read_input(input, experiment=experiment, window_days=window_days)
         from_log = io.is_event_log(input)

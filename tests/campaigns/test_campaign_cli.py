@@ -283,16 +283,24 @@ def test_report_and_json_written_when_uplift_cannot_be_fitted(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--json", "--report"])
-def test_output_path_that_is_a_directory_exits_2(shop_csv, tmp_path, flag):
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [("folder", "is a folder; give a file name"), ("under_a_file", "is a file, not a folder")],
+)
+def test_output_path_that_cannot_be_written_exits_2(shop_csv, tmp_path, flag, where, message):
+    target = tmp_path
+    if where == "under_a_file":
+        (tmp_path / "notes.txt").write_text("x")
+        target = tmp_path / "notes.txt" / "out.json"
     res = runner.invoke(
         app,
         ["analyze", str(shop_csv), "--control", "control", "--metrics", "conversion",
-         "--no-uplift", flag, str(tmp_path)],
+         "--no-uplift", flag, str(target)],
         catch_exceptions=False,
     )  # fmt: skip
     assert res.exit_code == 2, res.output
     out = res.output.replace("\n", "")
-    assert "cannot write the" in out and "Is a directory" in out
+    assert "cannot write the" in out and message in out
     assert "Traceback" not in res.output
     assert "rel lift" not in out  # refused before the analysis, not after it
 
