@@ -63,6 +63,8 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug lo
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:  # known, harmless library chatter that would bury the progress lines
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        # MLflow sets its own loggers' level from this when it is imported (INFO otherwise)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from features.config import SettingsError, get_settings
 
     try:  # a broken settings file is a message, before any command runs

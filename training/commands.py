@@ -391,8 +391,9 @@ def train(
         f"trained {len(results)} famil{'y' if len(results) == 1 else 'ies'} in {time.perf_counter() - t0:.0f} s"
     )
     table = Table(title=f"training as of {cutoff.date()}")
-    for col in ("family", "version", "metric", "validated at", "value", "decision", "seconds"):
-        table.add_column(col)
+    # the full decision is on each family's line above; the table says where each version is
+    for col in ("family", "version", "metric", "validated", "value", "status", "s"):
+        table.add_column(col, no_wrap=True)
     for r in results:
         table.add_row(
             r["family"],
@@ -400,7 +401,7 @@ def train(
             r["validation_metric"],
             str(r["validation_cutoff"].date()),
             f"{r['validation_value']:.4f}",
-            r["decision"],
+            "champion" if r["promoted"] else "challenger",
             f"{r['seconds']:.0f}",
         )
     console.print(table)

@@ -32,6 +32,16 @@ from features.config import get_settings
 
 logger = logging.getLogger(__name__)
 
+
+def _not_the_cloudpickle_note(record: logging.LogRecord) -> bool:
+    """MLflow warns on every ``log_model`` of a Python object that it is cloudpickled. Our
+    models are pickled by design (``FamilyModel``) and loaded only from the project's own
+    registry, so the note is dropped; every other MLflow warning still shows."""
+    return "serialized using CloudPickle" not in record.getMessage()
+
+
+logging.getLogger("mlflow.pyfunc").addFilter(_not_the_cloudpickle_note)
+
 ALIAS = "champion"
 HISTORY_TAG = "champion_history"
 FAMILIES = ("next_purchase", "cross_sell", "churn", "value")

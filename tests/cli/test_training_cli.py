@@ -47,6 +47,8 @@ def test_train_two_families_in_parallel_then_promote_and_rollback(home):
     assert res.exit_code == 0, res.output
     assert "churn: v1" in res.output and "value: v1" in res.output
     assert res.output.count("first champion") == 2
+    table = res.output[res.output.index("training as of") :]
+    assert table.count("champion") == 2 and "challenger" not in table
 
     from training import tracking
 
@@ -57,6 +59,7 @@ def test_train_two_families_in_parallel_then_promote_and_rollback(home):
     res = invoke("train", "churn", "--source", "synthetic")
     assert res.exit_code == 0, res.output
     assert "churn: v2" in res.output
+    assert "challenger" in res.output[res.output.index("training as of") :]
     assert tracking.current_champion("churn") == "1"
 
     res = invoke("models", "promote", "churn", "2")

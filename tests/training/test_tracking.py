@@ -248,3 +248,18 @@ def test_log_evaluation_logs_goal_verdicts(store):
     assert got["goal.churn.roc_auc.met"] == 1.0
     arts = {a.path for a in store.client().list_artifacts(run.info.run_id)}
     assert {"evaluation.csv", "goals.csv"} <= arts
+
+
+def test_only_mlflows_cloudpickle_note_is_dropped():
+    import logging
+
+    import training.tracking  # noqa: F401  (installs the filter)
+
+    log = logging.getLogger("mlflow.pyfunc")
+
+    def record(msg):
+        return logging.LogRecord("mlflow.pyfunc", logging.WARNING, __file__, 1, msg, None, None)
+
+    note = "Passing a Python object as `python_model` causes it to be serialized using CloudPickle, ..."
+    assert not log.filter(record(note))
+    assert log.filter(record("Failed to infer the model signature"))
