@@ -700,11 +700,19 @@ def _val(row: pd.Series, col: str) -> float:
     return float(v) if v is not None else float("nan")
 
 
-def _reason_recency(row: pd.Series) -> str:
+def _reason_recency(row: pd.Series) -> str | None:
+    """None when the customer is not yet overdue: "no visit for 3 days, 0.2x the usual gap"
+    is no reason to churn, whatever pushed the group's contribution up."""
     r, ipi = _val(row, "recency_days"), _val(row, "ipi_mean")
     if np.isfinite(ipi) and ipi > 0:
+        if r < ipi:
+            return None
         return f"no visit for {r:.0f} days, {r / ipi:.1f}x the usual gap of {ipi:.0f} days"
     return f"no visit for {r:.0f} days"
+
+
+def _visits(n: float) -> str:
+    return f"{n:.0f} visit" if round(n) == 1 else f"{n:.0f} visits"
 
 
 def _reason_spend(row: pd.Series) -> str:
@@ -719,7 +727,7 @@ def _reason_visits(row: pd.Series) -> str:
     now, before = _val(row, "baskets_60d"), _val(row, "baskets_prev_60d")
     if np.isfinite(before) and before > now:
         return f"visits down: {now:.0f} in the last 2 months vs {before:.0f} before"
-    return f"only {_val(row, 'baskets_90d'):.0f} visits in the last 90 days"
+    return f"only {_visits(_val(row, 'baskets_90d'))} in the last 90 days"
 
 
 def _reason_rhythm(row: pd.Series) -> str:
@@ -884,7 +892,8 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
 }
 
 
-def _reason_text(feature: str, row: pd.Series) -> tuple[str, str]:
+def _reason_text(feature: str, row: pd.Series) -> tuple[str, str | None]:
+    """The feature's reason group and its text for ``row`` (None: no honest text here)."""
     if feature in REASON_GROUPS:
         group, fn = REASON_GROUPS[feature]
         return group, fn(row)
@@ -902,8 +911,9 @@ def churn_reasons(model, X: pd.DataFrame, top: int = 3, target: str = "churn") -
     Uses LightGBM's own SHAP contributions (``pred_contrib=True``, averaged over the
     cross-fitted fold models). Related features (e.g. ``recency_days`` and ``overdue_ratio``)
     render the same text and form one group, ranked by the sum of its features' contributions
-    to the churn log-odds; only groups with a positive sum are listed. A customer with no
-    such group gets an empty list.
+    to the churn log-odds; only groups with a positive sum are listed, and not a group whose
+    text would contradict it (recency for a customer who is not yet overdue). A customer
+    with no such group gets an empty list.
 
     Parameters
     ----------
@@ -944,7 +954,9 @@ def churn_reasons(model, X: pd.DataFrame, top: int = 3, target: str = "churn") -
         for j in order[i]:
             if values[i, j] <= 0 or len(texts) >= top:
                 break
-            texts.append(_reason_text(first[groups[j]], row)[1])
+            text = _reason_text(first[groups[j]], row)[1]
+            if text is not None:  # e.g. recency when the customer is not overdue
+                texts.append(text)
         out.append(texts)
     return out
 

@@ -150,6 +150,19 @@ def test_reasons_come_from_contributions(shop, fitted):
     r = X.iloc[i]
     text = churn._reason_recency(r)
     assert f"no visit for {r['recency_days']:.0f} days" in text
+    # not yet overdue: no recency text (it would read "0.2x the usual gap" as a reason)
+    assert churn._reason_recency(pd.Series({"recency_days": 3.0, "ipi_mean": 20.0})) is None
+    assert (
+        churn._reason_recency(pd.Series({"recency_days": 30.0, "ipi_mean": 10.0}))
+        == "no visit for 30 days, 3.0x the usual gap of 10 days"
+    )
+    assert churn._reason_recency(pd.Series({"recency_days": 5.0})) == "no visit for 5 days"
+    for text in (t for rs in reasons for t in rs if t.startswith("no visit for")):
+        if "x the usual gap" in text:
+            assert float(text.split(", ")[1].split("x")[0]) >= 1.0, text
+    one = pd.Series({"baskets_60d": 1.0, "baskets_prev_60d": 0.0, "baskets_90d": 1.0})
+    assert churn._reason_visits(one) == "only 1 visit in the last 90 days"
+    assert churn._reason_visits(one.replace(1.0, 2.0)) == "only 2 visits in the last 90 days"
     # a hand-set row: spend 40 now vs 100 before -> "spend down 60%"
     row = pd.Series({"spend_60d": 40.0, "spend_prev_60d": 100.0, "spend_30d": 10.0})
     assert churn._reason_spend(row).startswith("spend down 60% vs the previous 2 months")
