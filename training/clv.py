@@ -213,7 +213,7 @@ def _fit_log_params(objective, x0: np.ndarray, names: tuple[str, ...]) -> tuple[
             f"Optimisation failed: non-finite likelihood at {dict(zip(names, np.exp(best.x), strict=True))}"
         )
     if stalled:
-        logger.info(
+        logger.debug(
             "%s: a flat likelihood ridge (less than %.0e gained in %d Nelder-Mead steps); "
             "keeping %s",
             "/".join(names),
@@ -354,7 +354,7 @@ class BetaGeoFitter:
         self.n_customers_ = float(w_sum)
         self.optimizer_result_ = res
         self._data = (x, t_x, t_obs, w)
-        logger.info(
+        logger.debug(
             "BG/NBD fitted on %d customers: r=%.4f alpha=%.4f a=%.4f b=%.4f LL=%.2f",
             int(w_sum),
             *params,
@@ -613,7 +613,7 @@ class GammaGammaFitter:
             logger.warning(
                 "Gamma-Gamma q=%.3f <= 1: the population mean spend is infinite", params[1]
             )
-        logger.info(
+        logger.debug(
             "Gamma-Gamma fitted on %d repeat buyers: p=%.4f q=%.4f v=%.4f", int(w_sum), *params
         )
         return self

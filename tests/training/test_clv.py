@@ -672,3 +672,18 @@ def test_config_is_saved_with_the_model(shop, tmp_path):
         ValueModelConfig.from_dict({"freq": "D", "horizon": 30})
     with pytest.raises(ValueError, match="freq must be one of"):
         ValueModelConfig(freq="M")
+
+
+def test_fit_details_are_debug_lines_not_progress(caplog):
+    """train / evaluate / predict fit BG/NBD and Gamma-Gamma once per training cutoff:
+    their parameters are DEBUG lines (``--verbose``), not dozens of INFO lines."""
+    freq = np.array([0, 1, 2, 3, 5, 0, 2, 4])
+    rec = np.array([0, 10, 20, 30, 35, 0, 15, 38.0])
+    T = np.full(8, 40.0)
+    with caplog.at_level("INFO", logger="training.clv"):
+        BetaGeoFitter().fit(freq, rec, T)
+        GammaGammaFitter().fit(freq[freq > 0], np.array([10, 12, 9, 20, 11, 14.0]))
+    assert not [r for r in caplog.records if "fitted on" in r.getMessage()]
+    with caplog.at_level("DEBUG", logger="training.clv"):
+        BetaGeoFitter().fit(freq, rec, T)
+    assert any("BG/NBD fitted on" in r.getMessage() for r in caplog.records)
