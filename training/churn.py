@@ -624,7 +624,7 @@ class ChurnModel:
             cutoff.date(),
             len(X),
             len(self.train_cutoffs_),
-            self.base_rates_,
+            ", ".join(f"{t} {r:.1%}" for t, r in self.base_rates_.items()),
         )
         return self
 
