@@ -892,12 +892,25 @@ REASON_GROUPS: dict[str, tuple[str, Callable[[pd.Series], str]]] = {
 }
 
 
+#: Plain texts of single features outside :data:`REASON_GROUPS` (value formatted in).
+FEATURE_TEXTS: dict[str, str] = {
+    "discount_share": "store discounts: {v:.0%} of the shelf price of their baskets",
+    "coupon_share": "coupons: {v:.1%} of the shelf price of their baskets",
+    "deal_line_share": "{v:.0%} of their items bought on a deal",
+    "store_loyalty": "{v:.0%} of their visits in one store",
+    "weekend_share": "{v:.0%} of their visits at the weekend",
+    "hour_mean": "usually shops around {v:.0f}:00",
+}
+
+
 def _reason_text(feature: str, row: pd.Series) -> tuple[str, str | None]:
     """The feature's reason group and its text for ``row`` (None: no honest text here)."""
     if feature in REASON_GROUPS:
         group, fn = REASON_GROUPS[feature]
         return group, fn(row)
     v = row.get(feature, np.nan)
+    if feature in FEATURE_TEXTS and np.isfinite(v):
+        return feature, FEATURE_TEXTS[feature].format(v=float(v))
     if feature.startswith("dept_share__"):
         dept = feature.removeprefix("dept_share__").replace("_", " ")
         return feature, f"{dept} is {float(v):.0%} of spend"

@@ -163,6 +163,14 @@ def test_reasons_come_from_contributions(shop, fitted):
     one = pd.Series({"baskets_60d": 1.0, "baskets_prev_60d": 0.0, "baskets_90d": 1.0})
     assert churn._reason_visits(one) == "only 1 visit in the last 90 days"
     assert churn._reason_visits(one.replace(1.0, 2.0)) == "only 2 visits in the last 90 days"
+    # single features read as sentences, not "coupon share = 0.0123"
+    row = pd.Series({"coupon_share": 0.0123, "store_loyalty": 1.0, "hour_mean": 14.4})
+    assert churn._reason_text("coupon_share", row)[1] == (
+        "coupons: 1.2% of the shelf price of their baskets"
+    )
+    assert churn._reason_text("store_loyalty", row)[1] == "100% of their visits in one store"
+    assert churn._reason_text("hour_mean", row)[1] == "usually shops around 14:00"
+    assert churn._reason_text("weekend_share", row)[1] == "weekend share unknown"
     # a hand-set row: spend 40 now vs 100 before -> "spend down 60%"
     row = pd.Series({"spend_60d": 40.0, "spend_prev_60d": 100.0, "spend_30d": 10.0})
     assert churn._reason_spend(row).startswith("spend down 60% vs the previous 2 months")
