@@ -319,6 +319,13 @@ class ALSRanker(CrossSellRanker):
 # --------------------------------------------------------------------------- EASE
 
 
+def _log_counts(counts: sp.csr_matrix) -> sp.csr_matrix:
+    """``log1p`` of basket counts, float64 CSR: the customer vectors of EASE and Trial."""
+    x = counts.astype(np.float64).tocsr()
+    x.data = np.log1p(x.data)
+    return x
+
+
 class EASERanker(CrossSellRanker):
     """EASE: item-item ridge regression with a zero diagonal (Steck, WWW 2019).
 
@@ -340,8 +347,7 @@ class EASERanker(CrossSellRanker):
     def _fit(self, tables, history) -> None:
         if not self.lam > 0:
             raise ValueError(f"lam must be > 0, got {self.lam!r}")
-        x = history.counts.astype(np.float64).tocsr()
-        x.data = np.log1p(x.data)
+        x = _log_counts(history.counts)
         gram = (x @ x.T).toarray()
         gram[np.diag_indices_from(gram)] += self.lam
         m = np.linalg.inv(gram)
@@ -412,10 +418,9 @@ class TrialRanker(CrossSellRanker):
         rows, cols = rows[keep], cols[keep]
         early = (sales["timestamp"].to_numpy() < split.to_datetime64())[keep]
         shape = (history.n_customers, history.n_items)
-        x_in = sp.csr_matrix(
-            (np.ones(early.sum(), dtype=np.float64), (rows[early], cols[early])), shape=shape
+        x_in = _log_counts(
+            sp.csr_matrix((np.ones(early.sum()), (rows[early], cols[early])), shape=shape)
         )
-        x_in.data = np.log1p(x_in.data)
         late = sp.csr_matrix(
             (np.ones((~early).sum(), dtype=np.float64), (rows[~early], cols[~early])), shape=shape
         )
@@ -423,12 +428,11 @@ class TrialRanker(CrossSellRanker):
         # first time in the window: bought in it, never before it
         y = (late - late.multiply(x_in > 0)).tocsr()
         y.eliminate_zeros()
-        x = history.counts.astype(np.float64).tocsr()
-        x.data = np.log1p(x.data)
+        x = _log_counts(history.counts)
         gram = (x_in @ x_in.T).toarray()
         gram[np.diag_indices_from(gram)] += self.lam
         # Q = X X_in' (X_in X_in' + lam I)^-1: customers x customers
-        self.q_ = np.linalg.solve(gram, (x @ x_in.T).toarray().T).T.astype(np.float64)
+        self.q_ = np.linalg.solve(gram, (x @ x_in.T).toarray().T).T
         self.y_t_ = y.T.tocsr()
 
     def score_rows(self, rows) -> np.ndarray:
