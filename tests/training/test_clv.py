@@ -105,7 +105,10 @@ def test_own_summary_reproduces_cdnow_files(cdnow_file, cdnow_own, cdnow_tx):
 def test_a_flat_ridge_stops_the_polish_early_without_losing_likelihood(monkeypatch):
     """Planted shoppers who never drop out: BG/NBD's a goes to 0 along a ridge where the
     likelihood no longer moves. The polish stops there instead of spending its whole
-    budget of 40,000 evaluations (seconds per fit, most of a small shop's training)."""
+    budget of 40,000 evaluations (seconds per fit, most of a small shop's training), at the
+    likelihood the full budget reaches. Whether the full budget walks the ridge to its end
+    depends on the machine's floating point (40,000 evaluations on one, converged after 472
+    on another), so the stall rule itself is pinned on an exact ridge below."""
     import training.clv as clv
 
     rng = np.random.default_rng(0)
@@ -123,11 +126,32 @@ def test_a_flat_ridge_stops_the_polish_early_without_losing_likelihood(monkeypat
     assert quick.params_["a"] < 1e-6  # no dropout
     monkeypatch.setattr(clv, "STALL_ITERATIONS", 10**9)  # the full budget, as before
     full = BetaGeoFitter().fit(counts, last, T)
-    assert full.optimizer_result_.nfev == 40000
+    assert full.optimizer_result_.nfev >= quick.optimizer_result_.nfev
     assert quick.log_likelihood_ == pytest.approx(full.log_likelihood_, abs=1e-6)
     for name in ("r", "alpha"):
         assert quick.params_[name] == pytest.approx(full.params_[name], rel=1e-4)
 
+
+
+def test_the_polish_stops_on_a_ridge_that_gains_ever_less(monkeypatch):
+    """Two log-parameters that grow together while the objective gains less and less (as
+    BG/NBD's a and b do when dropout is nearly deterministic): Nelder-Mead walks on for its
+    whole budget, the stall rule stops it after a few hundred steps at the same value.
+    Plain scalar arithmetic, so every machine walks the same path."""
+    import training.clv as clv
+
+    def ridge(z):
+        return (z[0] - z[1]) ** 2 + 1e-6 / (1 + (z[0] + z[1]) ** 2)
+
+    start = np.array([0.5, 0.5])
+    with np.errstate(over="ignore"):  # the walk ends with exp(log-parameters) = inf
+        _, quick = clv._fit_log_params(ridge, start, ("a", "b"))
+        monkeypatch.setattr(clv, "STALL_ITERATIONS", 10**9)  # no stall rule
+        _, full = clv._fit_log_params(ridge, start, ("a", "b"))
+    assert full.nfev == 40000 and not full.success
+    assert quick.status == 99 and quick.nfev < 2000  # StopIteration from the callback
+    assert quick.fun < 1e-60  # far along the ridge: 1e-6 at the start
+    assert quick.fun == pytest.approx(full.fun, abs=1e-12)
 
 @pytest.mark.parametrize("source", ["file", "own"])
 def test_bgnbd_recovers_published_cdnow_estimates(cdnow_summaries, source):
