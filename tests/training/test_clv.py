@@ -132,7 +132,6 @@ def test_a_flat_ridge_stops_the_polish_early_without_losing_likelihood(monkeypat
         assert quick.params_[name] == pytest.approx(full.params_[name], rel=1e-4)
 
 
-
 def test_the_polish_stops_on_a_ridge_that_gains_ever_less(monkeypatch):
     """Two log-parameters that grow together while the objective gains less and less (as
     BG/NBD's a and b do when dropout is nearly deterministic): Nelder-Mead walks on for its
@@ -152,6 +151,7 @@ def test_the_polish_stops_on_a_ridge_that_gains_ever_less(monkeypatch):
     assert quick.status == 99 and quick.nfev < 2000  # StopIteration from the callback
     assert quick.fun < 1e-60  # far along the ridge: 1e-6 at the start
     assert quick.fun == pytest.approx(full.fun, abs=1e-12)
+
 
 @pytest.mark.parametrize("source", ["file", "own"])
 def test_bgnbd_recovers_published_cdnow_estimates(cdnow_summaries, source):
