@@ -911,9 +911,11 @@ def _reason_text(feature: str, row: pd.Series) -> tuple[str, str | None]:
     v = row.get(feature, np.nan)
     if feature in FEATURE_TEXTS and np.isfinite(v):
         return feature, FEATURE_TEXTS[feature].format(v=float(v))
-    if feature.startswith("dept_share__"):
+    if feature.startswith("dept_share__") and np.isfinite(v):
         dept = feature.removeprefix("dept_share__").replace("_", " ")
-        return feature, f"{dept} is {float(v):.0%} of spend"
+        # "0% of spend" read as nothing bought where a few cents were
+        share = "none" if v <= 0 else "under 1%" if v < 0.005 else f"{float(v):.0%}"
+        return feature, f"{dept}: {share} of their spend"
     label = feature.replace("_", " ")
     return feature, f"{label} = {float(v):.3g}" if np.isfinite(v) else f"{label} unknown"
 

@@ -58,3 +58,19 @@ def test_reason_groups_are_ranked_by_their_summed_contribution():
             "spend down 60% vs the previous 2 months ($40 vs $100)",
         ]
     ]
+
+
+def test_department_share_reasons_tell_none_from_a_little():
+    # a share rounding to 0% is not "0% of spend" when the customer bought some
+    model, X = _case(
+        dept_share__seafood_pckgd=(0.0, 0.3),
+        dept_share__deli=(0.003, 0.2),
+        dept_share__produce=(0.041, 0.1),
+    )
+    assert churn_reasons(model, X, top=3) == [
+        [
+            "seafood pckgd: none of their spend",
+            "deli: under 1% of their spend",
+            "produce: 4% of their spend",
+        ]
+    ]
