@@ -911,8 +911,10 @@ def _reason_text(feature: str, row: pd.Series) -> tuple[str, str | None]:
     v = row.get(feature, np.nan)
     if feature in FEATURE_TEXTS and np.isfinite(v):
         return feature, FEATURE_TEXTS[feature].format(v=float(v))
-    if feature.startswith("dept_share__") and np.isfinite(v):
+    if feature.startswith("dept_share__"):
         dept = feature.removeprefix("dept_share__").replace("_", " ")
+        if not np.isfinite(v):
+            return feature, f"{dept}: share of their spend unknown"
         # "0% of spend" read as nothing bought where a few cents were
         share = "none" if v <= 0 else "under 1%" if v < 0.005 else f"{float(v):.0%}"
         return feature, f"{dept}: {share} of their spend"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.churn import CalibratedBooster, churn_reasons
+from training.churn import CalibratedBooster, _reason_text, churn_reasons
 
 
 class _FixedContrib(CalibratedBooster):
@@ -74,3 +74,8 @@ def test_department_share_reasons_tell_none_from_a_little():
             "produce: 4% of their spend",
         ]
     ]
+    row = pd.Series({"dept_share__deli": float("nan")})
+    assert _reason_text("dept_share__deli", row) == (
+        "dept_share__deli",
+        "deli: share of their spend unknown",
+    )
